@@ -1,0 +1,59 @@
+# Local, private question answering over corpus/.   make run   |   make test
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.deps-$(shell sha256sum pyproject.toml | cut -c1-16)
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+HOST ?= 127.0.0.1
+PORT ?= 7860
+
+.PHONY: run index ask test test-fast test-slow test-browser lint format eval bench-squad model clean
+
+# The venv is (re)built only when pyproject.toml changes: the stamp name carries its hash.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@rm -f $(VENV)/.deps-*
+	# torch first and pinned: the local CPU wheel, not gigabytes of CUDA packages.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e ".[dev]"
+	@touch $@
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python -m rag index
+	$(BIN)/python -m rag ask "What did Hegseth warn Mexico about on the Jan. 31 call?"
+
+index: $(STAMP)
+	$(BIN)/python -m rag index
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
+
+eval: $(STAMP)
+	$(BIN)/python -m eval --queries eval/queries/corpus.jsonl --compare \
+		--json eval/reports/corpus.json --report eval/reports/corpus.md
+
+bench-squad: $(STAMP)
+	$(BIN)/python -m eval.squad ../shared/data/squad-dev-v1.1.json --compare \
+		--index data/squad-index --json eval/reports/squad.json --report eval/reports/squad.md
+
+model: $(STAMP)
+	$(BIN)/python -m rag.models download
+
+clean:
+	rm -rf data/index eval/reports .pytest_cache .ruff_cache

@@ -1,0 +1,35 @@
+"""Ingestion and storage: load, clean, chunk, embed, store. Knows nothing of rag/, ui/, eval/.
+
+python -m rag index        # builds data/index from corpus/
+"""
+
+from index.build import UpdateReport, update_index
+from index.config import IndexConfig
+from index.corpus_index import (
+    Chunk,
+    CorpusIndex,
+    DocumentInfo,
+    IndexCorrupt,
+    IndexLoadError,
+    IndexMismatch,
+    IndexNotFound,
+)
+from index.embedding import Embedder, get_embedder
+from index.stores import LexicalStore, VectorStore
+
+__all__ = [
+    "Chunk",
+    "CorpusIndex",
+    "DocumentInfo",
+    "Embedder",
+    "IndexConfig",
+    "IndexCorrupt",
+    "IndexLoadError",
+    "IndexMismatch",
+    "IndexNotFound",
+    "LexicalStore",
+    "UpdateReport",
+    "VectorStore",
+    "get_embedder",
+    "update_index",
+]

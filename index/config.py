@@ -1,0 +1,61 @@
+"""Settings of the index layer: where documents and the index live, and how text is cut.
+
+    python -c "from index.config import IndexConfig; print(IndexConfig())"
+
+`rag.config.Config` embeds one of these; nothing in `index/` reads the environment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    """Frozen settings for ingestion, chunking, embedding and storage."""
+
+    corpus_dir: Path = Path("corpus")
+    index_dir: Path = Path("data/index")
+    embedding_model: str = DEFAULT_EMBEDDING_MODEL
+    # Model input limit in word pieces, [CLS] and [SEP] included.
+    max_seq_length: int = 256
+    # Chunks are packed up to this many word pieces; smaller chunks cite more precisely.
+    chunk_tokens: int = 160
+    overlap_sentences: int = 1
+    embed_batch_size: int = 32
+    # A short line repeated this often in the corpus is page chrome, not content.
+    boilerplate_min_repeats: int = 2
+    boilerplate_max_words: int = 12
+    # Sentences shorter than this are never dropped as duplicates ("No.", "Top").
+    dedup_min_words: int = 6
+    extensions: tuple[str, ...] = field(default=(".txt", ".md", ".html", ".htm", ".pdf"))
+    max_file_bytes: int = 50 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "corpus_dir", Path(self.corpus_dir))
+        object.__setattr__(self, "index_dir", Path(self.index_dir))
+        if not 16 <= self.max_seq_length <= 8192:
+            raise ValueError(f"max_seq_length must be in [16, 8192], got {self.max_seq_length}")
+        if not 8 <= self.chunk_tokens <= self.max_seq_length - 2:
+            raise ValueError(
+                f"chunk_tokens must be in [8, max_seq_length-2={self.max_seq_length - 2}], "
+                f"got {self.chunk_tokens}"
+            )
+        if self.overlap_sentences < 0:
+            raise ValueError(f"overlap_sentences must be >= 0, got {self.overlap_sentences}")
+        if self.embed_batch_size < 1:
+            raise ValueError(f"embed_batch_size must be >= 1, got {self.embed_batch_size}")
+
+    def chunking_params(self) -> dict:
+        """The settings that change chunk boundaries; an index built with others is stale."""
+        return {
+            "max_seq_length": self.max_seq_length,
+            "chunk_tokens": self.chunk_tokens,
+            "overlap_sentences": self.overlap_sentences,
+            "boilerplate_min_repeats": self.boilerplate_min_repeats,
+            "boilerplate_max_words": self.boilerplate_max_words,
+            "dedup_min_words": self.dedup_min_words,
+        }

@@ -1,0 +1,228 @@
+"""The index on disk and in memory: chunks, documents, both stores, and the checks on load.
+
+    python -m index.corpus_index data/index
+
+Layout (one generation folder per build; CURRENT names the live one, swapped atomically):
+    data/index/CURRENT                 "gen-<timestamp>-<pid>"
+    data/index/gen-.../manifest.json   model, chunking, versions, documents, file checksums
+    data/index/gen-.../chunks.jsonl    one passage per line, row i = vector i = BM25 doc i
+    data/index/gen-.../dense.faiss     FAISS inner-product index of unit vectors
+    data/index/gen-.../bm25/           bm25s arrays (.npy) and vocabulary (JSON)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from index.config import IndexConfig
+from index.stores import BM25Store, FaissVectorStore, LexicalStore, VectorStore
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+CURRENT_FILE = "CURRENT"
+MANIFEST_FILE = "manifest.json"
+CHUNKS_FILE = "chunks.jsonl"
+
+
+class IndexLoadError(RuntimeError):
+    """The index cannot be used as it is; the message says why and what to run."""
+
+
+class IndexNotFound(IndexLoadError):
+    """No index has been built in this folder yet."""
+
+
+class IndexMismatch(IndexLoadError):
+    """The index was built with another embedding model or other chunking settings."""
+
+
+class IndexCorrupt(IndexLoadError):
+    """A file of the index is missing, truncated or does not match its checksum."""
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A passage: `text` is exactly the document text between start and end."""
+
+    id: int
+    source: str
+    title: str
+    date: str
+    start: int
+    end: int
+    text: str
+    search_text: str
+    sentences: tuple[tuple[int, int], ...]
+    n_tokens: int
+
+    def to_json(self) -> str:
+        """One line of chunks.jsonl."""
+        return json.dumps(asdict(self), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, line: str) -> Chunk:
+        """Parse one line of chunks.jsonl."""
+        data = json.loads(line)
+        data["sentences"] = tuple(tuple(s) for s in data["sentences"])
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class DocumentInfo:
+    """What the manifest records of one document."""
+
+    source: str
+    sha256: str
+    fingerprint: str
+    title: str
+    date: str
+    kind: str
+    chars: int
+    chunks: int
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def current_generation(index_dir: Path) -> Path | None:
+    """Folder of the live generation, or None when no index was built."""
+    pointer = Path(index_dir) / CURRENT_FILE
+    if not pointer.is_file():
+        return None
+    name = pointer.read_text().strip()
+    if not name or "/" in name or name.startswith("."):
+        raise IndexCorrupt(f"{pointer} does not name a generation folder: {name!r}")
+    return Path(index_dir) / name
+
+
+def expected_settings(config: IndexConfig, *, dimension: int | None = None) -> dict:
+    """The manifest fields that must match the config for vectors to be comparable."""
+    settings = {"model": config.embedding_model, "chunking": config.chunking_params()}
+    if dimension is not None:
+        settings["dimension"] = dimension
+    return settings
+
+
+def check_compatible(manifest: dict, config: IndexConfig) -> None:
+    """Raise IndexMismatch when the index was built with another model or chunking."""
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise IndexMismatch(
+            f"index format {manifest.get('format_version')} is not {FORMAT_VERSION}; "
+            "rebuild with: python -m rag index --rebuild"
+        )
+    built = manifest.get("embedding", {}).get("model")
+    if built != config.embedding_model:
+        raise IndexMismatch(
+            f"index was built with embedding model {built!r}, config uses "
+            f"{config.embedding_model!r}; rebuild with: python -m rag index --rebuild"
+        )
+    if manifest.get("chunking") != config.chunking_params():
+        raise IndexMismatch(
+            f"index was built with chunking {manifest.get('chunking')}, config uses "
+            f"{config.chunking_params()}; rebuild with: python -m rag index --rebuild"
+        )
+
+
+class CorpusIndex:
+    """A loaded generation: manifest, chunks, and the two stores."""
+
+    def __init__(
+        self,
+        *,
+        folder: Path,
+        manifest: dict,
+        chunks: list[Chunk],
+        vectors: VectorStore,
+        lexical: LexicalStore,
+    ) -> None:
+        self.folder = folder
+        self.manifest = manifest
+        self.chunks = chunks
+        self.vectors = vectors
+        self.lexical = lexical
+
+    @property
+    def documents(self) -> list[DocumentInfo]:
+        """Indexed documents in source order."""
+        return [DocumentInfo(**d) for d in self.manifest["documents"].values()]
+
+    @property
+    def dimension(self) -> int:
+        """Embedding dimension of the dense vectors."""
+        return int(self.manifest["embedding"]["dimension"])
+
+    @classmethod
+    def load(cls, config: IndexConfig, *, verify: bool = True) -> CorpusIndex:
+        """Load the live generation; raise IndexLoadError subclasses with a clear message."""
+        folder = current_generation(config.index_dir)
+        if folder is None:
+            raise IndexNotFound(
+                f"no index in {config.index_dir}; build one with: python -m rag index"
+            )
+        manifest_path = folder / MANIFEST_FILE
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise IndexCorrupt(
+                f"{manifest_path} is missing; run: python -m rag index --rebuild"
+            ) from exc
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise IndexCorrupt(
+                f"{manifest_path} is not valid JSON ({exc}); run: python -m rag index --rebuild"
+            ) from exc
+        check_compatible(manifest, config)
+        if verify:
+            verify_files(folder, manifest)
+        try:
+            with open(folder / CHUNKS_FILE, encoding="utf-8") as handle:
+                chunks = [Chunk.from_json(line) for line in handle if line.strip()]
+            vectors = FaissVectorStore.load(
+                folder, dimension=int(manifest["embedding"]["dimension"])
+            )
+            lexical = BM25Store.load(folder)
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+            raise IndexCorrupt(
+                f"cannot read index in {folder}: {exc}; run: python -m rag index --rebuild"
+            ) from exc
+        if not (len(chunks) == vectors.size == lexical.size == manifest["chunk_count"]):
+            raise IndexCorrupt(
+                f"index parts disagree: {len(chunks)} chunks, {vectors.size} vectors, "
+                f"{lexical.size} BM25 rows, manifest {manifest['chunk_count']}; "
+                "run: python -m rag index --rebuild"
+            )
+        return cls(
+            folder=folder, manifest=manifest, chunks=chunks, vectors=vectors, lexical=lexical
+        )
+
+
+def verify_files(folder: Path, manifest: dict) -> None:
+    """Compare every file of the generation with the checksum the manifest recorded."""
+    for name, expected in manifest.get("files", {}).items():
+        path = folder / name
+        if not path.is_file():
+            raise IndexCorrupt(f"index file {path} is missing; run: python -m rag index --rebuild")
+        if path.stat().st_size != expected["bytes"] or file_sha256(path) != expected["sha256"]:
+            raise IndexCorrupt(
+                f"index file {path} does not match its checksum (truncated or edited); "
+                "run: python -m rag index --rebuild"
+            )
+
+
+if __name__ == "__main__":
+    loaded = CorpusIndex.load(
+        IndexConfig(index_dir=Path(sys.argv[1] if len(sys.argv) > 1 else "data/index"))
+    )
+    for doc in loaded.documents:
+        sys.stdout.write(f"{doc.source}\t{doc.chunks} chunks\t{doc.date}\t{doc.title}\n")

@@ -1,0 +1,231 @@
+"""The two search engines behind a small interface: dense (FAISS) and lexical (BM25 via bm25s).
+
+    python -m index.stores data/index/current
+
+`rag/` talks only to `VectorStore` and `LexicalStore`; a server-based engine can implement the
+same four methods. Row i of either store is chunk i of the index's chunks.jsonl.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+_TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+
+
+class VectorStore(Protocol):
+    """Nearest-neighbour search over unit vectors (inner product = cosine)."""
+
+    size: int
+
+    def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (ids, scores) for one query vector, best first."""
+        ...
+
+    def score(self, query: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """Similarity of the query to the given rows."""
+        ...
+
+    def save(self, folder: Path) -> list[str]:
+        """Write the store into folder; returns the file names written."""
+        ...
+
+
+class LexicalStore(Protocol):
+    """Keyword search (BM25) over the chunks' searchable text."""
+
+    size: int
+
+    def search(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (ids, scores) for a query string, best first; empty when no term matches."""
+        ...
+
+    def score(self, query: str, ids: np.ndarray) -> np.ndarray:
+        """BM25 score of the query for the given rows."""
+        ...
+
+    def tokenize(self, text: str) -> list[str]:
+        """Terms as this store indexes them."""
+        ...
+
+    def idf(self, terms: list[str]) -> dict[str, float]:
+        """Inverse document frequency of known terms (unknown terms are left out)."""
+        ...
+
+    def save(self, folder: Path) -> list[str]:
+        """Write the store into folder; returns the file names written."""
+        ...
+
+
+class FaissVectorStore:
+    """Exact inner-product search (faiss.IndexFlatIP) over normalised float32 vectors."""
+
+    index_file = "dense.faiss"
+
+    def __init__(self, vectors: np.ndarray) -> None:
+        import faiss
+
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2:
+            raise ValueError(f"vectors must be 2-D, got shape {vectors.shape}")
+        self.vectors = vectors
+        self.dimension = vectors.shape[1]
+        self.index = faiss.IndexFlatIP(self.dimension)
+        if len(vectors):
+            self.index.add(vectors)
+        self.size = int(self.index.ntotal)
+
+    @classmethod
+    def load(cls, folder: Path, *, dimension: int) -> FaissVectorStore:
+        """Read dense.faiss and check its shape against the manifest."""
+        import faiss
+
+        index = faiss.read_index(str(Path(folder) / cls.index_file))
+        if index.d != dimension:
+            raise ValueError(f"FAISS index has dimension {index.d}, manifest says {dimension}")
+        store = cls.__new__(cls)
+        store.index = index
+        store.dimension = index.d
+        store.size = int(index.ntotal)
+        store.vectors = (
+            index.reconstruct_n(0, store.size)
+            if store.size
+            else np.zeros((0, dimension), dtype=np.float32)
+        )
+        return store
+
+    def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (ids, scores) for one query vector, best first."""
+        if self.size == 0 or k <= 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        scores, ids = self.index.search(query.reshape(1, -1).astype(np.float32), min(k, self.size))
+        keep = ids[0] >= 0
+        return ids[0][keep], scores[0][keep]
+
+    def score(self, query: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """Similarity of the query to the given rows."""
+        if len(ids) == 0:
+            return np.zeros(0, dtype=np.float32)
+        return self.vectors[np.asarray(ids)] @ query.astype(np.float32)
+
+    def save(self, folder: Path) -> list[str]:
+        """Write dense.faiss into folder."""
+        import faiss
+
+        faiss.write_index(self.index, str(Path(folder) / self.index_file))
+        return [self.index_file]
+
+
+def _load_stemmer():
+    try:
+        import Stemmer
+    except ImportError as exc:  # pragma: no cover - pinned dependency
+        raise ImportError("BM25 stemming needs PyStemmer: pip install PyStemmer") from exc
+    return Stemmer.Stemmer("english")
+
+
+class BM25Store:
+    """BM25 (Lucene variant, bm25s) over lower-cased, stop-worded, Snowball-stemmed words."""
+
+    folder_name = "bm25"
+
+    def __init__(self, texts: list[str], *, k1: float = 1.2, b: float = 0.75) -> None:
+        import bm25s
+
+        self._stemmer = _load_stemmer()
+        self._stopwords = set(bm25s.stopwords.STOPWORDS_EN)
+        corpus_tokens = [self.tokenize(t) for t in texts]
+        # An empty-token document would confuse bm25s; give it a placeholder no query has.
+        corpus_tokens = [toks or ["\x00"] for toks in corpus_tokens]
+        self.retriever = bm25s.BM25(k1=k1, b=b, method="lucene")
+        if texts:
+            self.retriever.index(corpus_tokens, show_progress=False)
+        self.size = len(texts)
+
+    @classmethod
+    def load(cls, folder: Path) -> BM25Store:
+        """Read the bm25s arrays and vocabulary from folder/bm25."""
+        import bm25s
+
+        store = cls.__new__(cls)
+        store._stemmer = _load_stemmer()
+        store._stopwords = set(bm25s.stopwords.STOPWORDS_EN)
+        path = Path(folder) / cls.folder_name
+        meta = json.loads((path / "store.json").read_text())
+        store.size = int(meta["size"])
+        store.retriever = (
+            bm25s.BM25.load(str(path), show_progress=False) if store.size else bm25s.BM25()
+        )
+        return store
+
+    def tokenize(self, text: str) -> list[str]:
+        """Words as BM25 sees them: lower-case, no stop words, stemmed."""
+        words = [w for w in _TOKEN.findall(text.lower()) if w not in self._stopwords]
+        return self._stemmer.stemWords(words)
+
+    def idf(self, terms: list[str]) -> dict[str, float]:
+        """Lucene BM25 idf of the known terms: log(1 + (N - df + 0.5) / (df + 0.5))."""
+        if not self.size:
+            return {}
+        vocab = self.retriever.vocab_dict
+        indptr = self.retriever.scores["indptr"]
+        weights = {}
+        for term in set(terms):
+            if term in vocab:
+                df = float(indptr[vocab[term] + 1] - indptr[vocab[term]])
+                weights[term] = float(np.log(1.0 + (self.size - df + 0.5) / (df + 0.5)))
+        return weights
+
+    def _query_ids(self, query: str) -> list[int]:
+        vocab = self.retriever.vocab_dict if self.size else {}
+        return sorted({vocab[t] for t in self.tokenize(query) if t in vocab})
+
+    def _all_scores(self, query: str) -> np.ndarray | None:
+        ids = self._query_ids(query)
+        if not ids:
+            return None
+        return self.retriever.get_scores_from_ids(ids)
+
+    def search(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (ids, scores) for a query string, best first; empty when no term matches."""
+        scores = self._all_scores(query)
+        if scores is None or k <= 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        k = min(k, len(scores))
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        top = top[scores[top] > 0]
+        return top.astype(np.int64), scores[top].astype(np.float32)
+
+    def score(self, query: str, ids: np.ndarray) -> np.ndarray:
+        """BM25 score of the query for the given rows."""
+        scores = self._all_scores(query)
+        if scores is None:
+            return np.zeros(len(ids), dtype=np.float32)
+        return scores[np.asarray(ids, dtype=np.int64)].astype(np.float32)
+
+    def save(self, folder: Path) -> list[str]:
+        """Write the bm25s arrays (npy) and vocabulary (JSON) into folder/bm25."""
+        path = Path(folder) / self.folder_name
+        path.mkdir(parents=True, exist_ok=True)
+        if self.size:
+            self.retriever.save(str(path), show_progress=False)
+        (path / "store.json").write_text(
+            json.dumps({"size": self.size, "tokenizer": "snowball-en"})
+        )
+        return sorted(f"{self.folder_name}/{p.name}" for p in path.iterdir())
+
+
+if __name__ == "__main__":
+    folder = Path(sys.argv[1] if len(sys.argv) > 1 else "data/index/current")
+    bm25 = BM25Store.load(folder)
+    sys.stdout.write(f"BM25 rows: {bm25.size}\n")

@@ -1,0 +1,51 @@
+"""The one Config of the system, passed explicitly from the edges (CLI, UI launcher, eval).
+
+python -c "from rag.config import Config; print(Config())"
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from index.config import IndexConfig
+
+ABSTAIN_SENTENCE = "The documents do not answer this question."
+
+
+@dataclass(frozen=True)
+class Config:
+    """Frozen settings for retrieval, answering and the optional local LLM."""
+
+    index: IndexConfig = field(default_factory=IndexConfig)
+    # Passages handed to the answerer, after fusion and de-duplication.
+    top_k: int = 5
+    # Candidates each retriever contributes to fusion.
+    candidates: int = 50
+    rrf_k: int = 60
+    retrieval: str = "hybrid"  # "hybrid" | "dense" | "bm25"
+    max_question_chars: int = 2000
+    answer_sentences: int = 3
+    # Extractive abstention: see rag/extractive.py for how these were calibrated.
+    min_evidence: float = 0.40
+    # Local LLM (GGUF through llama-cpp-python); None means extractive answers.
+    model_path: Path | None = None
+    n_ctx: int = 4096
+    n_threads: int | None = None
+    max_answer_tokens: int = 384
+
+    def __post_init__(self) -> None:
+        if self.top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {self.top_k}")
+        if self.candidates < self.top_k:
+            raise ValueError(f"candidates ({self.candidates}) must be >= top_k ({self.top_k})")
+        if self.rrf_k < 0:
+            raise ValueError(f"rrf_k must be >= 0, got {self.rrf_k}")
+        if self.retrieval not in ("hybrid", "dense", "bm25"):
+            raise ValueError(f"retrieval must be hybrid, dense or bm25, got {self.retrieval!r}")
+        if self.max_question_chars < 10:
+            raise ValueError(f"max_question_chars must be >= 10, got {self.max_question_chars}")
+        if not 1 <= self.answer_sentences <= 10:
+            raise ValueError(f"answer_sentences must be in [1, 10], got {self.answer_sentences}")
+        if self.model_path is not None:
+            object.__setattr__(self, "model_path", Path(self.model_path))

@@ -1,0 +1,161 @@
+"""Hybrid retrieval: dense and BM25 rankings fused by reciprocal rank fusion (RRF).
+
+    python -m rag ask "Who did Hegseth call on Jan. 31?" --json
+
+Each hit keeps both engines' scores and ranks beside its fused rank. Near-duplicate passages
+(the same paragraph quoted by two documents) are collapsed so they cannot crowd others out.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from index import Chunk, CorpusIndex, Embedder
+
+_SHINGLE_WORD = re.compile(r"\w+")
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A retrieved passage with its fused rank (1-based) and both engines' evidence."""
+
+    chunk: Chunk
+    rank: int
+    fused_score: float
+    dense_score: float
+    bm25_score: float
+    dense_rank: int | None
+    bm25_rank: int | None
+
+
+@dataclass
+class RetrievalResult:
+    """Hits best first, and where the time went (milliseconds)."""
+
+    hits: list[Hit]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+def rrf_fuse(
+    rankings: Sequence[Sequence[int]], *, k: int, weights: Sequence[float] | None = None
+) -> list[tuple[int, float]]:
+    """Reciprocal rank fusion: score(d) = sum_i w_i / (k + rank_i(d)), ranks 1-based.
+
+    Ties are broken by the best single rank, then by id, so the order is deterministic.
+    """
+    if k < 0:
+        raise ValueError(f"k must be >= 0, got {k}")
+    weights = list(weights) if weights is not None else [1.0] * len(rankings)
+    if len(weights) != len(rankings):
+        raise ValueError(f"{len(weights)} weights for {len(rankings)} rankings")
+    scores: dict[int, float] = {}
+    best_rank: dict[int, int] = {}
+    for ranking, weight in zip(rankings, weights, strict=True):
+        for rank, doc in enumerate(ranking, start=1):
+            scores[doc] = scores.get(doc, 0.0) + weight / (k + rank)
+            best_rank[doc] = min(best_rank.get(doc, rank), rank)
+    return sorted(scores.items(), key=lambda item: (-item[1], best_rank[item[0]], item[0]))
+
+
+def shingles(text: str, n: int = 5) -> set[tuple[str, ...]]:
+    """Word n-grams of text (lower-cased), or the whole text when it is shorter than n words."""
+    words = _SHINGLE_WORD.findall(text.lower())
+    if len(words) < n:
+        return {tuple(words)} if words else set()
+    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+
+def near_duplicate(a: set, b: set, *, threshold: float = 0.5) -> bool:
+    """True when most of the smaller passage's shingles also occur in the other one."""
+    if not a or not b:
+        return False
+    return len(a & b) / min(len(a), len(b)) >= threshold
+
+
+def collapse_near_duplicates(
+    texts: Sequence[str], *, threshold: float = 0.5, limit: int | None = None
+) -> list[int]:
+    """Positions to keep: each text that is not a near-duplicate of an earlier kept one."""
+    kept: list[int] = []
+    kept_shingles: list[set] = []
+    for i, text in enumerate(texts):
+        if limit is not None and len(kept) >= limit:
+            break
+        sh = shingles(text)
+        if any(near_duplicate(sh, other, threshold=threshold) for other in kept_shingles):
+            continue
+        kept.append(i)
+        kept_shingles.append(sh)
+    return kept
+
+
+class Retriever:
+    """Searches one loaded index with the shared embedder."""
+
+    def __init__(
+        self, index: CorpusIndex, embedder: Embedder, *, candidates: int, rrf_k: int
+    ) -> None:
+        self.index = index
+        self.embedder = embedder
+        self.candidates = candidates
+        self.rrf_k = rrf_k
+
+    def retrieve(self, query: str, *, top_k: int, method: str = "hybrid") -> RetrievalResult:
+        """The top_k passages for query by method ("hybrid", "dense" or "bm25")."""
+        if not query.strip():
+            raise ValueError("query is empty")
+        if method not in ("hybrid", "dense", "bm25"):
+            raise ValueError(f"unknown retrieval method {method!r}")
+        timings: dict[str, float] = {}
+        if self.index.vectors.size == 0:
+            return RetrievalResult([], timings)
+        t0 = time.perf_counter()
+        query_vector = self.embedder.encode([query])[0]
+        t1 = time.perf_counter()
+        timings["embed"] = (t1 - t0) * 1000
+        # Fetch extra candidates: collapsing duplicates may remove some.
+        depth = max(self.candidates, top_k * 4)
+        dense_ids, _ = (
+            self.index.vectors.search(query_vector, depth)
+            if method != "bm25"
+            else (np.zeros(0, int), None)
+        )
+        t2 = time.perf_counter()
+        timings["dense"] = (t2 - t1) * 1000
+        bm25_ids, _ = (
+            self.index.lexical.search(query, depth)
+            if method != "dense"
+            else (np.zeros(0, int), None)
+        )
+        t3 = time.perf_counter()
+        timings["bm25"] = (t3 - t2) * 1000
+        rankings = [r.tolist() for r in (dense_ids, bm25_ids) if len(r)]
+        fused = rrf_fuse(rankings, k=self.rrf_k)
+        dense_rank = {int(d): r for r, d in enumerate(dense_ids, start=1)}
+        bm25_rank = {int(d): r for r, d in enumerate(bm25_ids, start=1)}
+        ids = np.array([doc for doc, _ in fused], dtype=np.int64)
+        all_dense = self.index.vectors.score(query_vector, ids)
+        all_bm25 = self.index.lexical.score(query, ids) if len(ids) else np.zeros(0)
+        chunks = self.index.chunks
+        keep = collapse_near_duplicates([chunks[d].search_text for d in ids], limit=top_k)
+        hits = []
+        for position in keep:
+            doc = int(ids[position])
+            hits.append(
+                Hit(
+                    chunk=chunks[doc],
+                    rank=len(hits) + 1,
+                    fused_score=float(fused[position][1]),
+                    dense_score=float(all_dense[position]),
+                    bm25_score=float(all_bm25[position]),
+                    dense_rank=dense_rank.get(doc),
+                    bm25_rank=bm25_rank.get(doc),
+                )
+            )
+        timings["fusion"] = (time.perf_counter() - t3) * 1000
+        return RetrievalResult(hits, timings)
