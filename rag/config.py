@@ -20,6 +20,8 @@ class Config:
     index: IndexConfig = field(default_factory=IndexConfig)
     # Passages handed to the answerer, after fusion and de-duplication.
     top_k: int = 5
+    # Hits reported with an answer (evaluation ranks sources over these); >= top_k.
+    report_depth: int = 20
     # Candidates each retriever contributes to fusion.
     candidates: int = 50
     rrf_k: int = 60
@@ -37,6 +39,8 @@ class Config:
     def __post_init__(self) -> None:
         if self.top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {self.top_k}")
+        if self.report_depth < self.top_k:
+            raise ValueError(f"report_depth ({self.report_depth}) must be >= top_k ({self.top_k})")
         if self.candidates < self.top_k:
             raise ValueError(f"candidates ({self.candidates}) must be >= top_k ({self.top_k})")
         if self.rrf_k < 0:

@@ -168,17 +168,18 @@ class Pipeline:
         retriever = self.retriever
         t0 = time.perf_counter()
         result = retriever.retrieve(
-            query, top_k=self.config.top_k, method=method or self.config.retrieval
+            query, top_k=self.config.report_depth, method=method or self.config.retrieval
         )
+        passages = result.hits[: self.config.top_k]
         t1 = time.perf_counter()
         lexical = retriever.index.lexical
-        evidence = measure_evidence(query, result.hits, lexical)
+        evidence = measure_evidence(query, passages, lexical)
         weak = is_weak(evidence, min_evidence=self.config.min_evidence)
         picked = (
             []
             if weak
             else pick_sentences(
-                query, result.hits, lexical, max_sentences=self.config.answer_sentences
+                query, passages, lexical, max_sentences=self.config.answer_sentences
             )
         )
         if picked:
