@@ -10,7 +10,7 @@ export TOKENIZERS_PARALLELISM := false
 HOST ?= 127.0.0.1
 PORT ?= 7860
 
-.PHONY: run index ask test test-fast test-slow test-browser lint format eval bench-squad model clean
+.PHONY: run index ask chromium test test-fast test-slow test-browser lint format eval bench-squad model clean
 
 # The venv is (re)built only when pyproject.toml changes: the stamp name carries its hash.
 $(STAMP): pyproject.toml
@@ -25,7 +25,7 @@ venv: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/python -m rag index
-	$(BIN)/python -m rag ask "What did Hegseth warn Mexico about on the Jan. 31 call?"
+	$(BIN)/python -m ui --host $(HOST) --port $(PORT)
 
 index: $(STAMP)
 	$(BIN)/python -m rag index
@@ -38,7 +38,14 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: lint
+# The browser test drives Debian's chromium (never a browser downloaded by a test tool).
+chromium:
+	@command -v chromium >/dev/null || { \
+		echo "installing Debian's chromium for the browser test"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+test: lint chromium
 	$(BIN)/python -m pytest -q
 
 test-slow: $(STAMP)

@@ -141,6 +141,11 @@ class Pipeline:
         """'extractive', or 'llm' when a local model writes the answers."""
         return "extractive"
 
+    @property
+    def model_name(self) -> str | None:
+        """File name of the local LLM, or None in extractive mode."""
+        return None
+
     def reload(self) -> None:
         """Switch to the index generation on disk (after an update); questions keep working."""
         retriever = self._load()

@@ -53,3 +53,40 @@ def pipeline(config, embedder):
 
     update_index(config.index, progress=False, embedder=embedder)
     return Pipeline(config, embedder=embedder)
+
+
+@pytest.fixture(scope="module")
+def private_pipeline(tmp_path_factory, embedder):
+    """A Pipeline over its own corpus copy, for tests that upload or remove documents."""
+    from index import IndexConfig, update_index
+    from rag import Config, Pipeline
+
+    base = tmp_path_factory.mktemp("private")
+    shutil.copytree(CORPUS, base / "corpus")
+    config = Config(index=IndexConfig(corpus_dir=base / "corpus", index_dir=base / "index"))
+    update_index(config.index, progress=False, embedder=embedder)
+    return Pipeline(config, embedder=embedder)
+
+
+@pytest.fixture(scope="module")
+def served_app(private_pipeline):
+    """The chat app launched on a free loopback port; yields its URL."""
+    import socket
+
+    from ui.app import build_app, launch_kwargs
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    limit = 200_000
+    app = build_app(private_pipeline, upload_limit_bytes=limit)
+    app.queue(default_concurrency_limit=8)
+    app.launch(
+        server_name="127.0.0.1",
+        server_port=port,
+        prevent_thread_lock=True,
+        quiet=True,
+        **launch_kwargs(upload_limit_bytes=limit),
+    )
+    yield f"http://127.0.0.1:{port}/"
+    app.close()

@@ -1,0 +1,4 @@
+"""The browser chat (Gradio) over rag.Pipeline.
+
+python -m ui
+"""

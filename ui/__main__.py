@@ -1,0 +1,87 @@
+"""Launch the chat in the browser.
+
+    python -m ui [--host 127.0.0.1] [--port 7860] [--corpus DIR] [--index DIR]
+
+Environment (read here only): RAG_HOST, RAG_PORT, RAG_CORPUS, RAG_INDEX, RAG_UPLOAD_MB,
+RAG_USERNAME and RAG_PASSWORD (required when binding to anything but loopback).
+The index is built first only if it is missing or was built with other settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import os
+import sys
+from pathlib import Path
+
+from index import IndexConfig, IndexLoadError
+from rag import Config
+from rag.pipeline import open_pipeline
+
+logger = logging.getLogger("ui")
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and localhost."""
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def resolve_auth(host: str, env: dict) -> tuple[str, str] | None:
+    """Credentials for Gradio auth; raises ValueError when a public bind has none."""
+    user, password = env.get("RAG_USERNAME", ""), env.get("RAG_PASSWORD", "")
+    if user and password:
+        return (user, password)
+    if not is_loopback(host):
+        raise ValueError(
+            f"refusing to serve on {host} without a login: set RAG_USERNAME and RAG_PASSWORD "
+            "(or bind to 127.0.0.1)"
+        )
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `python -m ui`."""
+    env = os.environ
+    parser = argparse.ArgumentParser(prog="python -m ui", description="Chat with your documents.")
+    parser.add_argument("--host", default=env.get("RAG_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(env.get("RAG_PORT", "7860")))
+    parser.add_argument("--corpus", default=env.get("RAG_CORPUS", "corpus"))
+    parser.add_argument("--index", default=env.get("RAG_INDEX", "data/index"))
+    parser.add_argument("--upload-mb", type=float, default=float(env.get("RAG_UPLOAD_MB", "20")))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("faiss", "bm25s", "sentence_transformers", "httpx", "transformers"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        auth = resolve_auth(args.host, env)
+        config = Config(index=IndexConfig(corpus_dir=Path(args.corpus), index_dir=Path(args.index)))
+        pipeline = open_pipeline(config)
+    except (ValueError, IndexLoadError, ImportError) as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    from ui.app import build_app, launch_kwargs
+
+    limit = int(args.upload_mb * 1024 * 1024)
+    app = build_app(pipeline, upload_limit_bytes=limit)
+    app.queue(default_concurrency_limit=8)
+    logger.info("serving on http://%s:%d", args.host, args.port)
+    app.launch(
+        server_name=args.host,
+        server_port=args.port,
+        auth=auth,
+        share=False,
+        inbrowser=False,
+        **launch_kwargs(upload_limit_bytes=limit),
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""Turning answers into what the chat shows: escaped text, source cards, status lines.
+
+    python -m ui   # then ask a question; the cards on the right come from here
+
+Everything that comes from a document or a question is escaped here, so markup in either is
+shown as text and never interpreted as HTML or Markdown.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+from rag import Answer, Citation
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|>~<&])")
+
+
+def escape_markdown(text: str) -> str:
+    """Text that a Markdown renderer shows literally (HTML and Markdown syntax neutralised)."""
+    return _MD_SPECIAL.sub(r"\\\1", text).replace("\n", "  \n")
+
+
+def status_line(answer: Answer, *, model_name: str | None) -> str:
+    """Mode, timings and passages used, in one line."""
+    mode = f"LLM: {model_name}" if answer.mode == "llm" and model_name else "extractive"
+    t = answer.timings_ms
+    used = "abstained" if answer.abstained else f"{len(answer.citations)} passage(s) cited"
+    return f"{mode} · retrieval {t['retrieve']:.0f} ms · answer {t['answer']:.0f} ms · {used}"
+
+
+def _highlighted(citation: Citation) -> str:
+    """The passage as escaped HTML with the cited sentences wrapped in <mark>."""
+    spans = sorted(
+        (max(s, citation.start) - citation.start, min(e, citation.end) - citation.start)
+        for s, e in citation.highlights
+    )
+    out, cursor = [], 0
+    for s, e in spans:
+        if s < cursor:
+            continue
+        out.append(html.escape(citation.text[cursor:s]))
+        out.append(f"<mark>{html.escape(citation.text[s:e])}</mark>")
+        cursor = e
+    out.append(html.escape(citation.text[cursor:]))
+    return "".join(out).replace("\n", "<br>")
+
+
+def source_cards(answer: Answer | None) -> str:
+    """HTML cards, one per citation: number, title, date, file, passage with highlights."""
+    if answer is None:
+        return "<div class='cqa-empty'>Sources of the latest answer appear here.</div>"
+    if answer.abstained:
+        return "<div class='cqa-empty'>No source: the documents do not answer this question.</div>"
+    cards = []
+    for c in answer.citations:
+        date = f" · {html.escape(c.date)}" if c.date else ""
+        cards.append(
+            f"<div class='cqa-card' data-source='{html.escape(c.source, quote=True)}'>"
+            f"<div class='cqa-head'><span class='cqa-n'>[{c.n}]</span> "
+            f"<b>{html.escape(c.title)}</b></div>"
+            f"<div class='cqa-meta'>{html.escape(c.source)}{date} · chars {c.start}–{c.end}</div>"
+            f"<div class='cqa-text'>{_highlighted(c)}</div></div>"
+        )
+    return "\n".join(cards)
+
+
+def sources_markdown(answer: Answer) -> str:
+    """The citations as escaped Markdown, shown in a collapsible block under each answer."""
+    lines = []
+    for c in answer.citations:
+        date = f", {c.date}" if c.date else ""
+        quote = " ".join(c.text.split())
+        if len(quote) > 300:
+            quote = quote[:297] + "..."
+        lines.append(
+            f"**\\[{c.n}\\]** {escape_markdown(c.title)} "
+            f"({escape_markdown(c.source)}{escape_markdown(date)})  \n> {escape_markdown(quote)}"
+        )
+    return "\n\n".join(lines)
+
+
+CSS = """
+.cqa-card {border: 1px solid #d0d7de; border-radius: 8px; padding: 8px 10px; margin-bottom: 8px;}
+.cqa-head {font-size: 0.95em;}
+.cqa-n {color: #0969da; font-weight: 700;}
+.cqa-meta {color: #57606a; font-size: 0.8em; margin: 2px 0 6px 0;}
+.cqa-text {font-size: 0.85em; line-height: 1.4; max-height: 16em; overflow-y: auto;}
+.cqa-text mark {background: #fff3b0; padding: 0 1px;}
+.cqa-empty {color: #57606a; font-style: italic;}
+"""
