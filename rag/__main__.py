@@ -1,9 +1,11 @@
 """Command line: build the index and ask questions.
 
     python -m rag index [--corpus DIR] [--index DIR] [--rebuild]
-    python -m rag ask "QUESTION" [--corpus DIR] [--index DIR] [--json] [--history Q ...]
+    python -m rag ask "QUESTION" [--corpus DIR] [--index DIR] [--json] [--stream]
+                     [--history Q ...] [--model FILE.gguf] [--n-ctx N] [--threads N]
 
-Environment (read here only): RAG_CORPUS, RAG_INDEX, RAG_MODEL.
+Environment (read here only): RAG_CORPUS, RAG_INDEX, RAG_MODEL. Without --model or RAG_MODEL
+the first *.gguf in models/ is used; with none, answers are extractive.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 
 from index import IndexConfig, IndexLoadError, update_index
 from rag.config import Config
+from rag.llm import find_model
 from rag.pipeline import Answer, open_pipeline, prepare_question
 
 logger = logging.getLogger("rag")
@@ -31,6 +34,13 @@ def build_config(args: argparse.Namespace) -> Config:
         extra["top_k"] = args.top_k
     if getattr(args, "method", None):
         extra["retrieval"] = args.method
+    if hasattr(args, "model"):
+        extra["model_path"] = find_model(
+            args.model, env_value=os.environ.get("RAG_MODEL"), models_dir=Path("models")
+        )
+        extra["n_ctx"] = args.n_ctx
+        extra["n_threads"] = args.threads
+        extra["max_answer_tokens"] = args.max_tokens
     return Config(index=IndexConfig(corpus_dir=Path(corpus), index_dir=Path(index_dir)), **extra)
 
 
@@ -40,7 +50,7 @@ def _print_answer(answer: Answer, out) -> None:
         date = f", {c.date}" if c.date else ""
         out.write(f"[{c.n}] {c.title} ({c.source}{date}, chars {c.start}-{c.end})\n")
         out.write("    " + " ".join(c.text.split())[:400] + "\n")
-    mode = answer.mode if answer.mode != "extractive" else "extractive (no LLM model configured)"
+    mode = answer.mode if answer.mode != "extractive" else "extractive (no LLM model in use)"
     t = answer.timings_ms
     out.write(f"\nmode: {mode}; retrieve {t['retrieve']:.0f} ms, answer {t['answer']:.0f} ms\n")
 
@@ -66,13 +76,34 @@ def cmd_ask(args: argparse.Namespace) -> int:
     question = " ".join(args.question)
     prepare_question(question, max_chars=config.max_question_chars)  # fail fast, before loading
     pipeline = open_pipeline(config, progress=not args.quiet)
-    answer = pipeline.ask(question, history=args.history or [])
+    if pipeline.mode == "llm":
+        logger.info("mode: llm (%s)", pipeline.model_name)
+    else:
+        logger.info("mode: extractive (no LLM model: use --model, RAG_MODEL or models/*.gguf)")
+    answer = None
+    streamed = False
+    for item in pipeline.stream(question, history=args.history or []):
+        if isinstance(item, Answer):
+            answer = item
+        elif args.stream and not args.json:
+            sys.stdout.write(item)
+            sys.stdout.flush()
+            streamed = True
     for warning in answer.warnings:
         logger.warning("%s", warning)
     if args.json:
         sys.stdout.write(json.dumps(answer.to_dict(), ensure_ascii=False) + "\n")
-    else:
-        _print_answer(answer, sys.stdout)
+        return 0
+    if streamed:
+        sys.stdout.write("\n\n")
+        unsupported = [s.text for s in answer.sentences if not s.supported]
+        if answer.mode == "extractive" and pipeline.mode == "llm":
+            sys.stdout.write("[verification rejected the model's answer; extractive answer:]\n")
+        elif unsupported:
+            sys.stdout.write(f"[verification: {len(unsupported)} unsupported sentence(s)]\n")
+        else:
+            sys.stdout.write("[verification: every sentence is supported by its citation]\n")
+    _print_answer(answer, sys.stdout)
     return 0
 
 
@@ -94,6 +125,11 @@ def main(argv: list[str] | None = None) -> int:
     p_ask.add_argument("--history", action="append", help="an earlier question of the chat")
     p_ask.add_argument("--top-k", type=int, help="passages given to the answerer")
     p_ask.add_argument("--method", choices=["hybrid", "dense", "bm25"])
+    p_ask.add_argument("--stream", action="store_true", help="print the answer as it is written")
+    p_ask.add_argument("--model", help="GGUF model file (env RAG_MODEL, else models/*.gguf)")
+    p_ask.add_argument("--n-ctx", type=int, default=4096, help="LLM context size in tokens")
+    p_ask.add_argument("--threads", type=int, help="LLM threads (default: physical cores)")
+    p_ask.add_argument("--max-tokens", type=int, default=384, help="LLM answer budget")
     p_ask.set_defaults(func=cmd_ask)
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -51,5 +51,14 @@ class Config:
             raise ValueError(f"max_question_chars must be >= 10, got {self.max_question_chars}")
         if not 1 <= self.answer_sentences <= 10:
             raise ValueError(f"answer_sentences must be in [1, 10], got {self.answer_sentences}")
+        if self.n_ctx < 256:
+            raise ValueError(f"n_ctx must be >= 256, got {self.n_ctx}")
+        if not 16 <= self.max_answer_tokens <= self.n_ctx // 2:
+            raise ValueError(
+                f"max_answer_tokens must be in [16, n_ctx/2={self.n_ctx // 2}], "
+                f"got {self.max_answer_tokens}"
+            )
+        if self.n_threads is not None and self.n_threads < 1:
+            raise ValueError(f"n_threads must be >= 1, got {self.n_threads}")
         if self.model_path is not None:
             object.__setattr__(self, "model_path", Path(self.model_path))

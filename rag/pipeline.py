@@ -15,11 +15,14 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from index import CorpusIndex, Embedder, get_embedder
+from index import CorpusIndex, Embedder, LexicalStore, get_embedder
 from rag.config import ABSTAIN_SENTENCE, Config
 from rag.extractive import PickedSentence, is_weak, measure_evidence, pick_sentences
-from rag.followup import standalone_query
+from rag.followup import needs_context, standalone_query
+from rag.generate import LlmOutcome, condense_question, renumber, stream_llm_answer
+from rag.llm import ChatModel, ModelSlot
 from rag.retrieve import Hit, Retriever
+from rag.verify import CheckedSentence
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +67,7 @@ class Answer:
     # Finer timings (query embedding, dense search, BM25, fusion) for benchmarks.
     stages_ms: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    sentences: list[CheckedSentence] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         """The JSON form of `python -m rag ask --json`."""
@@ -73,6 +77,10 @@ class Answer:
             "mode": self.mode,
             "citations": [c.to_dict() for c in self.citations],
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
+            "sentences": [
+                {"text": s.text, "citations": list(s.citations), "supported": s.supported}
+                for s in self.sentences
+            ],
         }
 
 
@@ -91,38 +99,65 @@ def prepare_question(question: str, *, max_chars: int) -> tuple[str, list[str]]:
     return cleaned, warnings
 
 
-def number_citations(picked: Sequence[PickedSentence]) -> tuple[str, list[Citation]]:
-    """Compose 'sentence [n]' text and the citation list, numbered by first use."""
+def make_citation(n: int, hit: Hit, highlights: Sequence[tuple[int, int]]) -> Citation:
+    """Citation n for a retrieved passage, with the sentence spans to highlight."""
+    chunk = hit.chunk
+    return Citation(
+        n=n, source=chunk.source, title=chunk.title, start=chunk.start, end=chunk.end,
+        text=chunk.text, date=chunk.date, highlights=tuple(highlights),
+    )  # fmt: skip
+
+
+def number_citations(
+    picked: Sequence[PickedSentence],
+) -> tuple[str, list[Citation], list[CheckedSentence]]:
+    """Compose 'sentence [n]' text, the citations (numbered by first use) and the sentences."""
     numbers: dict[int, int] = {}
     grouped: dict[int, list[PickedSentence]] = {}
-    parts = []
+    parts, sentences = [], []
     for sentence in picked:
         chunk = sentence.hit.chunk
         n = numbers.setdefault(chunk.id, len(numbers) + 1)
         grouped.setdefault(chunk.id, []).append(sentence)
         parts.append(f"{sentence.text} [{n}]")
-    citations = []
-    for chunk_id, n in numbers.items():
-        chunk = grouped[chunk_id][0].hit.chunk
-        citations.append(
-            Citation(
-                n=n, source=chunk.source, title=chunk.title, start=chunk.start, end=chunk.end,
-                text=chunk.text, date=chunk.date,
-                highlights=tuple((s.start, s.end) for s in grouped[chunk_id]),
-            )
-        )  # fmt: skip
-    return " ".join(parts), citations
+        sentences.append(CheckedSentence(sentence.text, (n,), True))
+    citations = [
+        make_citation(n, grouped[chunk_id][0].hit, [(s.start, s.end) for s in grouped[chunk_id]])
+        for chunk_id, n in numbers.items()
+    ]
+    return " ".join(parts), citations, sentences
+
+
+def closest_sentence(hit: Hit, text: str, lexical: LexicalStore) -> tuple[int, int] | None:
+    """Span of the passage sentence sharing the most terms with text (what to highlight)."""
+    words = set(lexical.tokenize(text))
+    chunk = hit.chunk
+    best, best_overlap = None, 0
+    for start, end in chunk.sentences:
+        overlap = len(
+            words & set(lexical.tokenize(chunk.text[start - chunk.start : end - chunk.start]))
+        )
+        if overlap > best_overlap:
+            best, best_overlap = (start, end), overlap
+    return best
 
 
 class Pipeline:
     """A loaded index, the embedder and the answerer; safe to share between threads."""
 
-    def __init__(self, config: Config, *, embedder: Embedder | None = None) -> None:
+    def __init__(
+        self, config: Config, *, embedder: Embedder | None = None, model: ChatModel | None = None
+    ) -> None:
         self.config = config
         self.embedder = embedder or get_embedder(
             config.index.embedding_model, max_seq_length=config.index.max_seq_length
         )
         self._lock = threading.Lock()
+        self._model = model
+        # The GGUF is loaded on the first question, so the UI starts without waiting for it.
+        self.model_slot = ModelSlot(
+            config.model_path, n_ctx=config.n_ctx, n_threads=config.n_threads
+        )
         self.retriever = self._load()
 
     def _load(self) -> Retriever:
@@ -138,13 +173,21 @@ class Pipeline:
 
     @property
     def mode(self) -> str:
-        """'extractive', or 'llm' when a local model writes the answers."""
+        """'llm' when a local model writes the answers (or will, once loaded), else 'extractive'."""
+        if self._model is not None or (self.model_slot.configured and not self.model_slot.error):
+            return "llm"
         return "extractive"
 
     @property
     def model_name(self) -> str | None:
         """File name of the local LLM, or None in extractive mode."""
-        return None
+        if self._model is not None:
+            return self._model.name
+        return self.model_slot.path.name if self.mode == "llm" else None
+
+    def chat_model(self) -> ChatModel | None:
+        """The LLM, loading it on first use; None in extractive mode or when loading failed."""
+        return self._model if self._model is not None else self.model_slot.get()
 
     def reload(self) -> None:
         """Switch to the index generation on disk (after an update); questions keep working."""
@@ -166,45 +209,94 @@ class Pipeline:
     def stream(
         self, question: str, *, history: Sequence[str] = (), method: str | None = None
     ) -> Iterator[str | Answer]:
-        """Yield pieces of answer text as produced, then the complete Answer."""
+        """Yield pieces of answer text as produced, then the complete Answer.
+
+        In LLM mode the pieces are the model's raw tokens; when verification rejects them, the
+        final Answer carries the extractive answer instead (and a warning saying why).
+        """
         question, warnings = prepare_question(question, max_chars=self.config.max_question_chars)
-        history = [h for h in history if isinstance(h, str) and h.strip()]
-        query = standalone_query(question, [h[: self.config.max_question_chars] for h in history])
+        history = [
+            h[: self.config.max_question_chars] for h in history if isinstance(h, str) and h.strip()
+        ]
+        model = self.chat_model()
+        if self.model_slot.error:
+            warnings.append(f"LLM unavailable ({self.model_slot.error}); answering extractively")
+        if model is not None and history and needs_context(question):
+            query = condense_question(model, question, history)
+        else:
+            query = standalone_query(question, history)
         retriever = self.retriever
+        lexical = retriever.index.lexical
         t0 = time.perf_counter()
         result = retriever.retrieve(
             query, top_k=self.config.report_depth, method=method or self.config.retrieval
         )
         passages = result.hits[: self.config.top_k]
         t1 = time.perf_counter()
-        lexical = retriever.index.lexical
-        evidence = measure_evidence(query, passages, lexical)
-        weak = is_weak(evidence, min_evidence=self.config.min_evidence)
-        picked = (
-            []
-            if weak
-            else pick_sentences(
+        weak = is_weak(
+            measure_evidence(query, passages, lexical), min_evidence=self.config.min_evidence
+        )
+        timings: dict[str, float] = {}
+        stages = dict(result.timings_ms)
+        mode, text, citations, sentences = "extractive", ABSTAIN_SENTENCE, [], []
+        outcome: LlmOutcome | None = None
+        if model is not None and not weak:
+            for item in stream_llm_answer(
+                model=model, question=query, hits=passages,
+                max_answer_tokens=self.config.max_answer_tokens, lexical=lexical,
+                vectors=retriever.index.vectors, embedder=self.embedder,
+            ):  # fmt: skip
+                if isinstance(item, LlmOutcome):
+                    outcome = item
+                else:
+                    yield item
+            timings.update(
+                {k: outcome.timings_ms[k] for k in ("prompt_tokens", "first_token", "generate")}
+            )
+            stages.update({k: outcome.timings_ms[k] for k in ("prompt_build", "verify")})
+            if outcome.problem:
+                warnings.append(f"LLM answer replaced by the extractive answer: {outcome.problem}")
+            elif outcome.abstained:
+                mode = "llm"
+            else:
+                mode = "llm"
+                text, sentences, cited = renumber(outcome.sentences, outcome.hits)
+                for n, hit in enumerate(cited, start=1):
+                    spans = [
+                        closest_sentence(hit, s.text, lexical)
+                        for s in sentences
+                        if n in s.citations
+                    ]
+                    citations.append(make_citation(n, hit, [sp for sp in spans if sp]))
+                if outcome.invalid_markers:
+                    warnings.append(
+                        f"{outcome.invalid_markers} citation marker(s) pointed to no passage "
+                        "and were removed"
+                    )
+                if any(not s.supported for s in sentences):
+                    warnings.append("some sentences are not supported by the passages they cite")
+        if mode == "extractive" and not weak:
+            picked = pick_sentences(
                 query, passages, lexical, max_sentences=self.config.answer_sentences
             )
-        )
-        if picked:
-            text, citations = number_citations(picked)
-        else:
-            text, citations = ABSTAIN_SENTENCE, []
+            if picked:
+                text, citations, sentences = number_citations(picked)
         t2 = time.perf_counter()
-        for i, word in enumerate(text.split(" ")):
-            yield word if i == 0 else " " + word
-        timings = {"retrieve": (t1 - t0) * 1000, "answer": (t2 - t1) * 1000}
+        if outcome is None:
+            for i, word in enumerate(text.split(" ")):
+                yield word if i == 0 else " " + word
+        timings = {"retrieve": (t1 - t0) * 1000, "answer": (t2 - t1) * 1000, **timings}
         yield Answer(
             answer=text,
-            abstained=not picked,
-            mode=self.mode,
+            abstained=not citations,
+            mode=mode,
             citations=citations,
             timings_ms=timings,
             query=query,
             hits=result.hits,
             warnings=warnings,
-            stages_ms=result.timings_ms,
+            stages_ms=stages,
+            sentences=sentences,
         )
 
 

@@ -14,10 +14,12 @@ import ipaddress
 import logging
 import os
 import sys
+import threading
 from pathlib import Path
 
 from index import IndexConfig, IndexLoadError
 from rag import Config
+from rag.llm import find_model
 from rag.pipeline import open_pipeline
 
 logger = logging.getLogger("ui")
@@ -55,13 +57,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus", default=env.get("RAG_CORPUS", "corpus"))
     parser.add_argument("--index", default=env.get("RAG_INDEX", "data/index"))
     parser.add_argument("--upload-mb", type=float, default=float(env.get("RAG_UPLOAD_MB", "20")))
+    parser.add_argument("--model", help="GGUF model file (env RAG_MODEL, else models/*.gguf)")
+    parser.add_argument("--n-ctx", type=int, default=4096, help="LLM context size")
+    parser.add_argument("--threads", type=int, help="LLM threads (default: physical cores)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("faiss", "bm25s", "sentence_transformers", "httpx", "transformers"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         auth = resolve_auth(args.host, env)
-        config = Config(index=IndexConfig(corpus_dir=Path(args.corpus), index_dir=Path(args.index)))
+        model = find_model(args.model, env_value=env.get("RAG_MODEL"), models_dir=Path("models"))
+        config = Config(
+            index=IndexConfig(corpus_dir=Path(args.corpus), index_dir=Path(args.index)),
+            model_path=model,
+            n_ctx=args.n_ctx,
+            n_threads=args.threads,
+        )
         pipeline = open_pipeline(config)
     except (ValueError, IndexLoadError, ImportError) as exc:
         sys.stderr.write(f"error: {exc}\n")
@@ -71,7 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     limit = int(args.upload_mb * 1024 * 1024)
     app = build_app(pipeline, upload_limit_bytes=limit)
     app.queue(default_concurrency_limit=8)
-    logger.info("serving on http://%s:%d", args.host, args.port)
+    if pipeline.mode == "llm":
+        # Load the model in the background: the page is served at once, the first answer waits.
+        threading.Thread(target=pipeline.chat_model, daemon=True).start()
+    logger.info("serving on http://%s:%d (mode: %s)", args.host, args.port, pipeline.mode)
     app.launch(
         server_name=args.host,
         server_port=args.port,

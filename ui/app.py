@@ -16,7 +16,14 @@ import gradio as gr
 
 from rag import Answer, Pipeline
 from rag.library import library_stats, list_documents, remove, upload
-from ui.render import CSS, escape_markdown, source_cards, sources_markdown, status_line
+from ui.render import (
+    CSS,
+    answer_markdown,
+    escape_markdown,
+    source_cards,
+    sources_markdown,
+    status_line,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +85,7 @@ def chat_turn(
     if answer is None:
         return
     status = status_line(answer, model_name=pipeline.model_name)
-    body = escape_markdown(answer.answer)
+    body = answer_markdown(answer)
     for warning in answer.warnings:
         body += f"\n\n_{escape_markdown(warning)}_"
     if not answer.citations:

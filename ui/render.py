@@ -21,6 +21,20 @@ def escape_markdown(text: str) -> str:
     return _MD_SPECIAL.sub(r"\\\1", text).replace("\n", "  \n")
 
 
+def answer_markdown(answer: Answer) -> str:
+    """The answer as escaped Markdown; sentences verification could not support are marked."""
+    if answer.mode != "llm" or not answer.sentences:
+        return escape_markdown(answer.answer)
+    parts = []
+    for sentence in answer.sentences:
+        markers = "".join(f"\\[{n}\\]" for n in sentence.citations)
+        text = f"{escape_markdown(sentence.text)} {markers}".strip()
+        if not sentence.supported:
+            text = f"~~{text}~~ ⚠️ _not supported by its sources_"
+        parts.append(text)
+    return " ".join(parts)
+
+
 def status_line(answer: Answer, *, model_name: str | None) -> str:
     """Mode, timings and passages used, in one line."""
     mode = f"LLM: {model_name}" if answer.mode == "llm" and model_name else "extractive"
