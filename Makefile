@@ -60,7 +60,7 @@ bench-squad: $(STAMP)
 		--index data/squad-index --json eval/reports/squad.json --report eval/reports/squad.md
 
 model: $(STAMP)
-	$(BIN)/python -m rag.models download
+	HF_HUB_OFFLINE=0 TRANSFORMERS_OFFLINE=0 $(BIN)/python -m rag.models download
 
 clean:
 	rm -rf data/index eval/reports .pytest_cache .ruff_cache

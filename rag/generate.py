@@ -86,13 +86,19 @@ def stream_llm_answer(
     pieces: list[str] = []
     finish = None
     first_token_ms = None
-    for piece in model.stream_chat(prompt.messages, max_tokens=max_answer_tokens):
-        if piece.text:
-            if first_token_ms is None:
-                first_token_ms = (time.perf_counter() - t1) * 1000
-            pieces.append(piece.text)
-            yield piece.text
-        finish = piece.finish_reason or finish
+    failure = None
+    try:
+        for piece in model.stream_chat(prompt.messages, max_tokens=max_answer_tokens):
+            if piece.text:
+                if first_token_ms is None:
+                    first_token_ms = (time.perf_counter() - t1) * 1000
+                pieces.append(piece.text)
+                yield piece.text
+            finish = piece.finish_reason or finish
+    except (RuntimeError, ValueError, OSError) as exc:
+        # llama.cpp can fail mid-generation (context overflow, decode errors): answer anyway.
+        logger.error("generation failed: %s", exc)
+        failure = f"the model failed while generating ({exc})"
     t2 = time.perf_counter()
     text = "".join(pieces)
     passages = [h.chunk.text for h in prompt.hits]
@@ -108,8 +114,8 @@ def stream_llm_answer(
         text=text,
         sentences=verification.sentences,
         hits=prompt.hits,
-        abstained=verification.abstained,
-        problem=verification.problem,
+        abstained=verification.abstained and failure is None,
+        problem=failure or verification.problem,
         invalid_markers=verification.invalid_markers,
         timings_ms={
             "prompt_tokens": float(prompt.prompt_tokens),
