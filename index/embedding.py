@@ -67,12 +67,15 @@ class Embedder:
         self.max_seq_length = max_seq_length
         self.tokenizer = self.model.tokenizer
         self.dimension = int(self.model.get_embedding_dimension())
+        # Fast tokenizers raise "Already borrowed" when used from two threads at once.
+        self._lock = threading.Lock()
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Word pieces per text, without [CLS]/[SEP], as the model's tokenizer counts them."""
         if not texts:
             return []
-        encoded = self.tokenizer(list(texts), add_special_tokens=False, truncation=False)
+        with self._lock:
+            encoded = self.tokenizer(list(texts), add_special_tokens=False, truncation=False)
         return [len(ids) for ids in encoded["input_ids"]]
 
     def encode(
@@ -81,13 +84,14 @@ class Embedder:
         """Unit-length float32 embeddings, one row per text."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        vectors = self.model.encode(
-            list(texts),
-            batch_size=batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=progress,
-        )
+        with self._lock:
+            vectors = self.model.encode(
+                list(texts),
+                batch_size=batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=progress,
+            )
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
