@@ -10,7 +10,7 @@ export TOKENIZERS_PARALLELISM := false
 HOST ?= 127.0.0.1
 PORT ?= 7860
 
-.PHONY: run index ask chromium test test-fast test-slow test-browser lint format eval bench-squad model clean
+.PHONY: run index ask bench chromium test test-fast test-slow test-browser lint format eval bench-squad model clean
 
 # The venv is (re)built only when pyproject.toml changes: the stamp name carries its hash.
 $(STAMP): pyproject.toml
@@ -58,6 +58,10 @@ eval: $(STAMP)
 bench-squad: $(STAMP)
 	$(BIN)/python -m eval.squad ../shared/data/squad-dev-v1.1.json --compare \
 		--index data/squad-index --json eval/reports/squad.json --report eval/reports/squad.md
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.scale
 
 model: $(STAMP)
 	HF_HUB_OFFLINE=0 TRANSFORMERS_OFFLINE=0 $(BIN)/python -m rag.models download

@@ -34,8 +34,9 @@ from index.corpus_index import (
     Chunk,
     CorpusIndex,
     IndexLoadError,
-    current_generation,
+    IndexNotFound,
     file_sha256,
+    manifest_checksum,
 )
 from index.embedding import Embedder, get_embedder
 from index.loaders import RawDocument, Skipped, scan_corpus
@@ -132,9 +133,10 @@ def _load_previous(config: IndexConfig, rebuild: bool) -> tuple[CorpusIndex | No
         return None, "requested (--rebuild)"
     try:
         return CorpusIndex.load(config), ""
+    except IndexNotFound:
+        return None, ""
     except IndexLoadError as exc:
-        if current_generation(config.index_dir) is None:
-            return None, ""
+        # Any other load failure (a damaged CURRENT pointer included) means: rebuild.
         logger.warning("previous index unusable, rebuilding: %s", exc)
         return None, str(exc).split(";")[0]
 
@@ -268,7 +270,7 @@ def update_index(
                 "normalized": True,
             },  # fmt: skip
             "chunking": config.chunking_params(),
-            "dense": {"type": "IndexFlatIP", "metric": "inner_product"},
+            "dense": dense_settings(config, len(all_chunks)),
             "bm25": {
                 "variant": "lucene",
                 "k1": 1.2,
@@ -288,6 +290,18 @@ def update_index(
     return report
 
 
+def dense_settings(config: IndexConfig, chunks: int) -> dict:
+    """Exact search for small indexes, HNSW past the configured size."""
+    if chunks <= config.exact_search_max_chunks:
+        return {"type": "flat", "metric": "inner_product"}
+    return {
+        "type": "hnsw",
+        "metric": "inner_product",
+        "M": config.hnsw_m,
+        "ef_search": config.hnsw_ef_search,
+    }
+
+
 def _renumber(chunk: Chunk, new_id: int) -> Chunk:
     from dataclasses import replace
 
@@ -305,12 +319,19 @@ def _write_generation(
             for chunk in chunks:
                 handle.write(chunk.to_json() + "\n")
         written = [CHUNKS_FILE]
-        written += FaissVectorStore(matrix).save(staging)
+        dense = manifest["dense"]
+        written += FaissVectorStore(
+            matrix,
+            kind=dense["type"],
+            hnsw_m=dense.get("M", 32),
+            ef_search=dense.get("ef_search", 512),
+        ).save(staging)
         written += BM25Store([c.search_text for c in chunks]).save(staging)
         manifest["files"] = {
             n: {"bytes": (staging / n).stat().st_size, "sha256": file_sha256(staging / n)}
             for n in written
         }
+        manifest["manifest_sha256"] = manifest_checksum(manifest)
         (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
         for path in staging.rglob("*"):
             if path.is_file():

@@ -80,8 +80,10 @@ def _split_long(
     spans: list[tuple[int, int]] = []
     i = 0
     while i < len(words):
-        lo, hi = i + 1, len(words)
-        # Binary search the longest word run that fits.
+        # Binary search the longest word run that fits. A word is at least one word piece
+        # (or none, when the tokenizer drops it), so no run longer than `limit` words needs
+        # probing; searching up to the end of the sentence made this quadratic in its length.
+        lo, hi = i + 1, min(len(words), i + limit)
         while lo < hi:
             mid = (lo + hi + 1) // 2
             piece = normalize_text(text[start + words[i][0] : start + words[mid - 1][1]])

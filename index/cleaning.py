@@ -39,6 +39,9 @@ _NUMBER_ABBREVIATIONS = {"no", "nos", "fig", "vol", "pp", "art", "p"}
 _BOUNDARY = re.compile(r"[.!?\u2026]+[\"'\u201d\u2019)\]]*\s+")
 _NEXT_STARTS_SENTENCE = re.compile(r"[\"'\u201c\u2018(\[]*[A-Z0-9\u00c0-\u024f]")
 _WORD = re.compile(r"\w+", re.UNICODE)
+_WORD_BEFORE = re.compile(r"[\w.]+$")
+_ABBREVIATION_WINDOW = 64
+_DOT_NUMBER = re.compile(r"\.\s*\d")
 _ISO_DATE = re.compile(
     r"\b(?:date|published|posted|updated)?[:\s]*((?:19|20)\d\d-[01]\d-[0-3]\d)\b", re.I
 )
@@ -78,14 +81,17 @@ def sentence_key(text: str) -> str:
 
 def _is_abbreviation(text: str, dot_index: int) -> bool:
     """True when the period at dot_index closes an abbreviation, not a sentence."""
-    match = re.search(r"([\w.]+)$", text[:dot_index])
-    if not match:
-        return False
-    word = match.group(1)
+    # Look back a bounded window only: searching all of text[:dot_index] made splitting a
+    # document quadratic in its length (minutes for a few hundred kB).
+    window_start = max(0, dot_index - _ABBREVIATION_WINDOW)
+    match = _WORD_BEFORE.search(text, window_start, dot_index)
+    if not match or (match.start() == window_start and window_start > 0):
+        return False  # no word, or one longer than any abbreviation
+    word = match.group(0)
     if word.lower() in _ABBREVIATIONS:
         return True
     if word.lower() in _NUMBER_ABBREVIATIONS:
-        return bool(re.match(r"\.\s*\d", text[dot_index:]))
+        return bool(_DOT_NUMBER.match(text, dot_index))
     # Initialisms and initials: "U.S", "D.C", "J" in "J. Smith".
     return bool(re.fullmatch(r"(?:[A-Za-z]\.)*[A-Za-z]", word))
 

@@ -101,10 +101,37 @@ def current_generation(index_dir: Path) -> Path | None:
     pointer = Path(index_dir) / CURRENT_FILE
     if not pointer.is_file():
         return None
-    name = pointer.read_text().strip()
+    try:
+        name = pointer.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise IndexCorrupt(
+            f"{pointer} is unreadable ({exc}); run: python -m rag index --rebuild"
+        ) from exc
     if not name or "/" in name or name.startswith("."):
         raise IndexCorrupt(f"{pointer} does not name a generation folder: {name!r}")
     return Path(index_dir) / name
+
+
+def manifest_checksum(manifest: dict) -> str:
+    """SHA-256 of the manifest's canonical JSON, its own checksum field left out."""
+    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    canonical = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def check_manifest(manifest: object, path: Path) -> None:
+    """Raise IndexCorrupt when the manifest is not an object or was edited after the build.
+
+    Manifests written before the checksum existed have no `manifest_sha256` and are accepted.
+    """
+    if not isinstance(manifest, dict):
+        raise IndexCorrupt(f"{path} is not a JSON object; run: python -m rag index --rebuild")
+    recorded = manifest.get("manifest_sha256")
+    if recorded is not None and recorded != manifest_checksum(manifest):
+        raise IndexCorrupt(
+            f"{path} does not match its checksum (edited or damaged); "
+            "run: python -m rag index --rebuild"
+        )
 
 
 def expected_settings(config: IndexConfig, *, dimension: int | None = None) -> dict:
@@ -182,6 +209,7 @@ class CorpusIndex:
             raise IndexCorrupt(
                 f"{manifest_path} is not valid JSON ({exc}); run: python -m rag index --rebuild"
             ) from exc
+        check_manifest(manifest, manifest_path)
         check_compatible(manifest, config)
         if verify:
             verify_files(folder, manifest)
@@ -189,17 +217,19 @@ class CorpusIndex:
             with open(folder / CHUNKS_FILE, encoding="utf-8") as handle:
                 chunks = [Chunk.from_json(line) for line in handle if line.strip()]
             vectors = FaissVectorStore.load(
-                folder, dimension=int(manifest["embedding"]["dimension"])
+                folder,
+                dimension=int(manifest["embedding"]["dimension"]),
+                ef_search=manifest.get("dense", {}).get("ef_search"),
             )
             lexical = BM25Store.load(folder)
         except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
             raise IndexCorrupt(
                 f"cannot read index in {folder}: {exc}; run: python -m rag index --rebuild"
             ) from exc
-        if not (len(chunks) == vectors.size == lexical.size == manifest["chunk_count"]):
+        if not (len(chunks) == vectors.size == lexical.size == manifest.get("chunk_count")):
             raise IndexCorrupt(
                 f"index parts disagree: {len(chunks)} chunks, {vectors.size} vectors, "
-                f"{lexical.size} BM25 rows, manifest {manifest['chunk_count']}; "
+                f"{lexical.size} BM25 rows, manifest {manifest.get('chunk_count')}; "
                 "run: python -m rag index --rebuild"
             )
         return cls(

@@ -27,6 +27,10 @@ _BLOCK_TAGS = {
 }  # fmt: skip
 
 
+_COMMENT_CLOSE = re.compile(r"--\s*>")
+_SECTION_CLOSE = re.compile(r"\]\s*>")
+
+
 @dataclass(frozen=True)
 class RawDocument:
     """One readable file: its corpus-relative path, decoded text and content hash."""
@@ -106,15 +110,42 @@ def looks_binary(data: bytes) -> bool:
     return control > len(sample) * 0.1
 
 
+def _last_end(pattern: re.Pattern, text: str) -> int:
+    """End of the last match of pattern in text, or 0 when there is none."""
+    end = 0
+    for match in pattern.finditer(text):
+        end = match.end()
+    return end
+
+
+def escape_unclosed(markup: str) -> str:
+    """Markup with every '<' that nothing closes later written as '&lt;' (shown as text).
+
+    html.parser re-scans to the end of the page for each unclosed opener ("<a<a<a...",
+    "<!--<!--...", "</</..."), which made a crafted page of 200 kB take a minute; such openers
+    end up as text anyway. Tags need a later '>', comments a later '-->', marked sections a
+    later ']>'; everything else is left exactly as it was.
+    """
+    last_gt = markup.rfind(">") + 1
+    head, tail = markup[:last_gt], markup[last_gt:].replace("<", "&lt;")
+    cut = _last_end(_COMMENT_CLOSE, head)
+    head = head[:cut] + head[cut:].replace("<!--", "&lt;!--")
+    cut = _last_end(_SECTION_CLOSE, head)
+    head = head[:cut] + head[cut:].replace("<![", "&lt;![")
+    return head + tail
+
+
 def html_to_text(markup: str) -> tuple[str, str]:
     """Visible text of an HTML page and its <title>."""
+    markup = escape_unclosed(markup)
     parser = _VisibleText()
     try:
         parser.feed(markup)
         parser.close()
     except Exception as exc:  # html.parser is lenient, but a pathological page must not stop a run
         logger.warning("HTML parser gave up (%s); falling back to tag stripping", exc)
-        stripped = re.sub(r"(?is)<(script|style)\b.*?</\1>|<[^>]*>", " ", markup)
+        # An unclosed script or style hides the rest of the page, as in a browser.
+        stripped = re.sub(r"(?is)<(script|style)\b.*?(?:</\1\s*>|\Z)|<[^>]*>", " ", markup)
         return html.unescape(stripped), ""
     text = "".join(parser.parts)
     text = re.sub(r"[ \t\r\f\v]+", " ", text)
@@ -130,10 +161,14 @@ def pdf_to_text(path: Path) -> tuple[str, str]:
         raise ImportError("PDF support needs pypdf: pip install pypdf") from exc
     reader = PdfReader(str(path))
     if reader.is_encrypted:
+        # decrypt("") opens PDFs that only restrict printing/copying; it returns
+        # NOT_DECRYPTED (0) rather than raising when a password is needed.
         try:
-            reader.decrypt("")
+            opened = reader.decrypt("")
         except Exception as exc:
-            raise ValueError("encrypted PDF") from exc
+            raise ValueError(f"encrypted PDF ({type(exc).__name__}: {exc})") from exc
+        if not opened:
+            raise ValueError("encrypted PDF (a password is needed to open it)")
     pages = [(page.extract_text() or "").strip() for page in reader.pages]
     title = ""
     try:
@@ -161,6 +196,8 @@ def read_document(path: Path, *, source: str, max_bytes: int) -> RawDocument | S
                 return Skipped(source, "not a PDF (no %PDF header)")
             text, title = pdf_to_text(path)
         else:
+            if data.startswith(b"%PDF"):
+                return Skipped(source, f"a PDF with a {suffix} extension (rename it to .pdf)")
             if looks_binary(data):
                 return Skipped(source, "binary content in a text file")
             text = decode_bytes(data)
@@ -190,10 +227,20 @@ def scan_corpus(
         source = path.relative_to(corpus_dir).as_posix()
         if any(part.startswith(".") for part in path.relative_to(corpus_dir).parts):
             continue  # hidden files and folders (.git, .DS_Store) are not documents
+        try:
+            source.encode("utf-8")
+        except UnicodeEncodeError:
+            # Undecodable bytes in a name (surrogate escapes) cannot be written to the
+            # UTF-8 index files; they used to abort the whole build.
+            printable = source.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            skipped.append(Skipped(printable, "file name is not valid UTF-8 (rename it)"))
+            continue
         if path.is_symlink():
             skipped.append(Skipped(source, "symbolic link (not followed)"))
             continue
         if not path.is_file():
+            if not path.is_dir():
+                skipped.append(Skipped(source, "not a regular file"))
             continue
         if not path.resolve().is_relative_to(root):
             skipped.append(Skipped(source, "outside the corpus folder"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 from pathlib import Path
@@ -67,40 +68,59 @@ class LexicalStore(Protocol):
 
 
 class FaissVectorStore:
-    """Exact inner-product search (faiss.IndexFlatIP) over normalised float32 vectors."""
+    """Inner-product search over normalised float32 vectors: exact (flat) or HNSW.
+
+    Exact search is the default; past `IndexConfig.exact_search_max_chunks` the builder picks
+    HNSW (recall@10 0.951 at 1M chunks with efSearch 512 in bench/scale.py). The kind and its
+    parameters are recorded in the manifest.
+    """
 
     index_file = "dense.faiss"
 
-    def __init__(self, vectors: np.ndarray) -> None:
+    def __init__(
+        self, vectors: np.ndarray, *, kind: str = "flat", hnsw_m: int = 32, ef_search: int = 512
+    ) -> None:
         import faiss
 
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.ndim != 2:
             raise ValueError(f"vectors must be 2-D, got shape {vectors.shape}")
-        self.vectors = vectors
+        if kind not in ("flat", "hnsw"):
+            raise ValueError(f"unknown dense index kind {kind!r} (flat or hnsw)")
         self.dimension = vectors.shape[1]
-        self.index = faiss.IndexFlatIP(self.dimension)
+        self.kind = kind
+        if kind == "flat":
+            self.index = faiss.IndexFlatIP(self.dimension)
+        else:
+            self.index = faiss.IndexHNSWFlat(self.dimension, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            self.index.hnsw.efConstruction = 80
+            self.index.hnsw.efSearch = ef_search
         if len(vectors):
+            faiss.omp_set_num_threads(os.cpu_count() or 1)
             self.index.add(vectors)
+        _single_thread_search()
         self.size = int(self.index.ntotal)
+        self.vectors = _stored_vectors(self.index)
 
     @classmethod
-    def load(cls, folder: Path, *, dimension: int) -> FaissVectorStore:
+    def load(
+        cls, folder: Path, *, dimension: int, ef_search: int | None = None
+    ) -> FaissVectorStore:
         """Read dense.faiss and check its shape against the manifest."""
         import faiss
 
         index = faiss.read_index(str(Path(folder) / cls.index_file))
         if index.d != dimension:
             raise ValueError(f"FAISS index has dimension {index.d}, manifest says {dimension}")
+        _single_thread_search()
         store = cls.__new__(cls)
         store.index = index
+        store.kind = "hnsw" if isinstance(index, faiss.IndexHNSW) else "flat"
+        if store.kind == "hnsw" and ef_search:
+            index.hnsw.efSearch = ef_search
         store.dimension = index.d
         store.size = int(index.ntotal)
-        store.vectors = (
-            index.reconstruct_n(0, store.size)
-            if store.size
-            else np.zeros((0, dimension), dtype=np.float32)
-        )
+        store.vectors = _stored_vectors(index)
         return store
 
     def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -123,6 +143,25 @@ class FaissVectorStore:
 
         faiss.write_index(self.index, str(Path(folder) / self.index_file))
         return [self.index_file]
+
+
+def _single_thread_search() -> None:
+    """One OpenMP thread for FAISS: a single-query search on 2 cores took 36 ms with two
+    spinning threads and 9 ms with one (100k x 384 flat, bench/scale.py)."""
+    import faiss
+
+    faiss.omp_set_num_threads(1)
+
+
+def _stored_vectors(index) -> np.ndarray:
+    """The float32 vectors inside a flat or HNSW-flat index, as a view (no copy)."""
+    import faiss
+
+    storage = index if isinstance(index, faiss.IndexFlat) else faiss.downcast_index(index.storage)
+    if storage.ntotal == 0:
+        return np.zeros((0, storage.d), dtype=np.float32)
+    flat = faiss.rev_swig_ptr(storage.get_xb(), storage.ntotal * storage.d)
+    return flat.reshape(storage.ntotal, storage.d)
 
 
 def _load_stemmer():

@@ -163,7 +163,11 @@ class Pipeline:
     def _load(self) -> Retriever:
         index = CorpusIndex.load(self.config.index)
         return Retriever(
-            index, self.embedder, candidates=self.config.candidates, rrf_k=self.config.rrf_k
+            index,
+            self.embedder,
+            candidates=self.config.candidates,
+            rrf_k=self.config.rrf_k,
+            dense_weight=self.config.dense_weight,
         )
 
     @property

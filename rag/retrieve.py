@@ -98,12 +98,19 @@ class Retriever:
     """Searches one loaded index with the shared embedder."""
 
     def __init__(
-        self, index: CorpusIndex, embedder: Embedder, *, candidates: int, rrf_k: int
+        self,
+        index: CorpusIndex,
+        embedder: Embedder,
+        *,
+        candidates: int,
+        rrf_k: int,
+        dense_weight: float = 1.0,
     ) -> None:
         self.index = index
         self.embedder = embedder
         self.candidates = candidates
         self.rrf_k = rrf_k
+        self.dense_weight = dense_weight
 
     def retrieve(self, query: str, *, top_k: int, method: str = "hybrid") -> RetrievalResult:
         """The top_k passages for query by method ("hybrid", "dense" or "bm25")."""
@@ -115,30 +122,33 @@ class Retriever:
         if self.index.vectors.size == 0:
             return RetrievalResult([], timings)
         t0 = time.perf_counter()
-        query_vector = self.embedder.encode([query])[0]
+        # BM25-only retrieval embeds the query after fusion, only to give its hits a dense score
+        # (the answerer's evidence check uses it).
+        query_vector = self.embedder.encode([query])[0] if method != "bm25" else None
         t1 = time.perf_counter()
         timings["embed"] = (t1 - t0) * 1000
-        # Fetch extra candidates: collapsing duplicates may remove some.
-        depth = max(self.candidates, top_k * 4)
-        dense_ids, _ = (
-            self.index.vectors.search(query_vector, depth)
-            if method != "bm25"
-            else (np.zeros(0, int), None)
+        # Each engine contributes `candidates` (at least top_k) to fusion.
+        depth = max(self.candidates, top_k)
+        no_ids = np.zeros(0, dtype=np.int64)
+        dense_ids = (
+            self.index.vectors.search(query_vector, depth)[0] if method != "bm25" else no_ids
         )
         t2 = time.perf_counter()
         timings["dense"] = (t2 - t1) * 1000
-        bm25_ids, _ = (
-            self.index.lexical.search(query, depth)
-            if method != "dense"
-            else (np.zeros(0, int), None)
-        )
+        bm25_ids = self.index.lexical.search(query, depth)[0] if method != "dense" else no_ids
         t3 = time.perf_counter()
         timings["bm25"] = (t3 - t2) * 1000
-        rankings = [r.tolist() for r in (dense_ids, bm25_ids) if len(r)]
-        fused = rrf_fuse(rankings, k=self.rrf_k)
+        rankings, weights = [], []
+        for ranking, weight in ((dense_ids, self.dense_weight), (bm25_ids, 1.0)):
+            if len(ranking):
+                rankings.append(ranking.tolist())
+                weights.append(weight)
+        fused = rrf_fuse(rankings, k=self.rrf_k, weights=weights)
         dense_rank = {int(d): r for r, d in enumerate(dense_ids, start=1)}
         bm25_rank = {int(d): r for r, d in enumerate(bm25_ids, start=1)}
         ids = np.array([doc for doc, _ in fused], dtype=np.int64)
+        if query_vector is None:
+            query_vector = self.embedder.encode([query])[0]
         all_dense = self.index.vectors.score(query_vector, ids)
         all_bm25 = self.index.lexical.score(query, ids) if len(ids) else np.zeros(0)
         chunks = self.index.chunks

@@ -100,3 +100,17 @@ def test_corrupt_file_detected_and_rebuilt(small, embedder):
     report = update_index(config, progress=False, embedder=embedder)
     assert report.rebuilt_reason and report.chunks_embedded == report.chunks_total
     CorpusIndex.load(config)
+
+
+def test_large_index_switches_to_hnsw(small, embedder):
+    config, _ = small
+    approx = IndexConfig(
+        corpus_dir=config.corpus_dir, index_dir=config.index_dir, exact_search_max_chunks=5
+    )
+    (config.corpus_dir / "extra.txt").write_text("Avocado quotas rose in March.", encoding="utf-8")
+    update_index(approx, progress=False, embedder=embedder)
+    loaded = CorpusIndex.load(approx)
+    assert loaded.manifest["dense"]["type"] == "hnsw" and loaded.vectors.kind == "hnsw"
+    chunk = loaded.chunks[3]
+    ids, _ = loaded.vectors.search(embedder.encode([chunk.search_text])[0], 3)
+    assert int(ids[0]) == chunk.id

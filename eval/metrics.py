@@ -1,0 +1,213 @@
+"""Pure metric functions: retrieval ranks, SQuAD answer scores, citations, abstention, latency.
+
+    python -m eval --queries eval/queries/corpus.jsonl
+
+Answer text is compared after SQuAD v1.1 normalisation (`normalize_answer`, the official
+evaluation script's: lower case, punctuation removed, articles a/an/the removed, whitespace
+collapsed), with the answer's citation markers ("[1]") removed first. Nothing here touches
+the pipeline, files or the clock, so every function is tested against hand-computed cases.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import string
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+HIT_KS = (1, 3, 5, 10, 20)
+
+_PUNCTUATION = set(string.punctuation)
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_CITATION_MARKER = re.compile(r"\s*\[\d+\]")
+# Before `contains_answer` compares (not for EM/F1): curly quotes to ASCII, and hyphens and
+# dashes to spaces, so "gold" is found in "gold-themed" (SQuAD's normalisation would glue it).
+_TYPOGRAPHY = str.maketrans(
+    {"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "-": " ", "\u2013": " ",
+     "\u2014": " "}
+)  # fmt: skip
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD v1.1 normalisation: lower case, no punctuation, no articles, single spaces."""
+    text = text.lower()
+    text = "".join(ch for ch in text if ch not in _PUNCTUATION)
+    text = _ARTICLES.sub(" ", text)
+    return " ".join(text.split())
+
+
+def strip_citation_markers(text: str) -> str:
+    """Answer text without its '[n]' citation markers."""
+    return _CITATION_MARKER.sub("", text)
+
+
+def exact_match(prediction: str, gold: str) -> float:
+    """1.0 when prediction and gold are equal after normalisation, else 0.0."""
+    return float(normalize_answer(prediction) == normalize_answer(gold))
+
+
+def token_f1(prediction: str, gold: str) -> float:
+    """SQuAD token F1 between prediction and gold (bag of normalised tokens)."""
+    predicted = normalize_answer(prediction).split()
+    expected = normalize_answer(gold).split()
+    common = Counter(predicted) & Counter(expected)
+    same = sum(common.values())
+    if same == 0:
+        return 0.0
+    precision = same / len(predicted)
+    recall = same / len(expected)
+    return 2 * precision * recall / (precision + recall)
+
+
+def best_over_golds(
+    score: Callable[[str, str], float], prediction: str, golds: Sequence[str]
+) -> float:
+    """The best score of prediction against any gold string (0.0 without golds)."""
+    return max((score(prediction, gold) for gold in golds), default=0.0)
+
+
+def contains_answer(text: str, golds: Sequence[str]) -> bool:
+    """True when some normalised gold string occurs in the normalised text, on word bounds.
+
+    Curly quotes count as straight ones ("wasn’t" matches "wasn't") and hyphens as spaces
+    ("gold" occurs in "gold-themed", "three-hour" in "three hour").
+    """
+    haystack = f" {normalize_answer(text.translate(_TYPOGRAPHY))} "
+    needles = (normalize_answer(gold.translate(_TYPOGRAPHY)) for gold in golds)
+    return any(needle and f" {needle} " in haystack for needle in needles)
+
+
+def distinct_in_order(items: Iterable[str]) -> list[str]:
+    """Items without repeats, in order of first appearance."""
+    return list(dict.fromkeys(items))
+
+
+def first_rank(ranked: Sequence[str], gold: Iterable[str]) -> int | None:
+    """1-based position of the first item of ranked that is in gold, or None."""
+    wanted = set(gold)
+    return next((i for i, item in enumerate(ranked, start=1) if item in wanted), None)
+
+
+def hit_at(ranks: Sequence[int | None], k: int) -> float | None:
+    """Share of ranks that are at most k (None when there are no ranks to judge)."""
+    if not ranks:
+        return None
+    return sum(1 for r in ranks if r is not None and r <= k) / len(ranks)
+
+
+def mean_reciprocal_rank(ranks: Sequence[int | None]) -> float | None:
+    """Mean of 1/rank, a missing rank counting 0 (None when there are no ranks)."""
+    if not ranks:
+        return None
+    return sum(1.0 / r for r in ranks if r is not None) / len(ranks)
+
+
+def citation_precision(cited: Sequence[str], gold: Iterable[str]) -> float | None:
+    """Share of cited sources that are gold sources (None for an answer without citations)."""
+    if not cited:
+        return None
+    wanted = set(gold)
+    return sum(1 for source in cited if source in wanted) / len(cited)
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The q-th percentile (0-100) with linear interpolation, as numpy's default does."""
+    if not values:
+        return None
+    if not 0 <= q <= 100:
+        raise ValueError(f"percentile must be in [0, 100], got {q}")
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q / 100
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def mean(values: Sequence[float]) -> float | None:
+    """Arithmetic mean, None for no values."""
+    return sum(values) / len(values) if values else None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the metrics need to know of one scored question."""
+
+    answerable: bool
+    abstained: bool
+    answer: str
+    golds: tuple[str, ...]
+    gold_sources: tuple[str, ...]
+    # Rank of the first retrieved passage from a gold source (1-based), None when absent.
+    passage_rank: int | None
+    cited_sources: tuple[str, ...]
+    cited_texts: tuple[str, ...]
+    retrieve_ms: float
+    answer_ms: float
+
+
+def answer_scores(outcome: Outcome) -> dict[str, float]:
+    """answer_contains, exact_match and f1 of one answerable question; abstaining scores 0."""
+    if outcome.abstained or not outcome.golds:
+        return {"answer_contains": 0.0, "exact_match": 0.0, "f1": 0.0}
+    text = strip_citation_markers(outcome.answer)
+    return {
+        "answer_contains": float(contains_answer(text, outcome.golds)),
+        "exact_match": best_over_golds(exact_match, text, outcome.golds),
+        "f1": best_over_golds(token_f1, text, outcome.golds),
+    }
+
+
+def is_correct(outcome: Outcome) -> bool:
+    """Answerable: the answer contains a gold string. Unanswerable: the system abstained."""
+    if not outcome.answerable:
+        return outcome.abstained
+    return answer_scores(outcome)["answer_contains"] == 1.0
+
+
+def supported(outcome: Outcome) -> bool:
+    """True when some cited passage contains a gold string."""
+    return any(contains_answer(text, outcome.golds) for text in outcome.cited_texts)
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def aggregate(outcomes: Sequence[Outcome], *, ks: Sequence[int] = HIT_KS) -> dict:
+    """All metrics of a run: retrieval, answers, citations, abstention, latency.
+
+    Retrieval, answer and false_abstain are over answerable questions; abstain_recall over
+    unanswerable ones; citation_precision and citation_support over answerable questions that
+    were answered (abstentions are counted by false_abstain); latency over all questions.
+    A metric without any question to judge is None.
+    """
+    answerable = [o for o in outcomes if o.answerable]
+    unanswerable = [o for o in outcomes if not o.answerable]
+    answered = [o for o in answerable if not o.abstained]
+    ranks = [o.passage_rank for o in answerable]
+    scores = [answer_scores(o) for o in answerable]
+    metrics: dict[str, float | int | None] = {
+        "queries": len(outcomes),
+        "answerable": len(answerable),
+        "unanswerable": len(unanswerable),
+    }
+    for k in ks:
+        metrics[f"hit@{k}"] = hit_at(ranks, k)
+    metrics["mrr"] = mean_reciprocal_rank(ranks)
+    for name in ("answer_contains", "exact_match", "f1"):
+        metrics[name] = mean([s[name] for s in scores])
+    precisions = [citation_precision(o.cited_sources, o.gold_sources) for o in answered]
+    metrics["citation_precision"] = mean([p for p in precisions if p is not None])
+    metrics["citation_support"] = mean([float(supported(o)) for o in answered])
+    metrics["abstain_recall"] = mean([float(o.abstained) for o in unanswerable])
+    metrics["false_abstain"] = mean([float(o.abstained) for o in answerable])
+    for stage in ("retrieve", "answer"):
+        values = [getattr(o, f"{stage}_ms") for o in outcomes]
+        metrics[f"{stage}_p50_ms"] = _round(percentile(values, 50), 2)
+        metrics[f"{stage}_p95_ms"] = _round(percentile(values, 95), 2)
+    return {
+        k: _round(v, 4) if isinstance(v, float) and not k.endswith("_ms") else v
+        for k, v in metrics.items()
+    }
