@@ -23,7 +23,7 @@ class Config:
     # Hits reported with an answer (evaluation ranks sources over these); >= top_k.
     report_depth: int = 20
     # Candidates each retriever contributes to fusion.
-    candidates: int = 50
+    candidates: int = 100
     rrf_k: int = 60
     # Weight of the dense ranking in RRF (BM25 has 1.0): stemmed BM25 is the stronger engine
     # on both query sets, and 0.5 raised SQuAD hit@1/hit@5 (see the issue 3 closing note).
