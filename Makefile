@@ -10,7 +10,7 @@ export TOKENIZERS_PARALLELISM := false
 HOST ?= 127.0.0.1
 PORT ?= 7860
 
-.PHONY: run index ask bench chromium test test-fast test-slow test-browser lint format eval bench-squad model clean
+.PHONY: run index ask bench chromium test test-stress test-fast test-slow test-browser lint format eval bench-squad model clean
 
 # The venv is (re)built only when pyproject.toml changes: the stamp name carries its hash.
 $(STAMP): pyproject.toml
@@ -50,6 +50,12 @@ test: lint chromium
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
+
+# Long reliability suites, then 16 concurrent clients x 25 questions over the Gradio API.
+test-stress: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow tests/test_reliability_ingest.py \
+		tests/test_reliability_questions.py tests/test_reliability_faults.py
+	$(BIN)/python -m tests.stress_load --clients 16 --questions 25
 
 eval: $(STAMP)
 	$(BIN)/python -m eval --queries eval/queries/corpus.jsonl --compare \

@@ -17,6 +17,7 @@ from pathlib import Path
 from index.loaders import looks_binary
 
 ALLOWED_SUFFIXES = (".txt", ".md", ".html", ".htm", ".pdf")
+MAX_NAME_BYTES = 200  # well under the 255-byte limit of common file systems, with room to spare
 _RESERVED = {
     "con",
     "prn",
@@ -43,13 +44,20 @@ def sanitize_filename(name: str) -> str:
         raise ValueError(
             f"file name {name!r} has no extension (allowed: {', '.join(ALLOWED_SUFFIXES)})"
         )
-    if stem.lower() in _RESERVED:
+    # Windows ignores what follows the first dot and trailing spaces: "CON .txt", "nul.tar.md".
+    if stem.split(".")[0].strip().lower() in _RESERVED:
         raise ValueError(f"file name {name!r} is a reserved device name")
     if f".{suffix.lower()}" not in ALLOWED_SUFFIXES:
         raise ValueError(
             f"unsupported file type .{suffix} (allowed: {', '.join(ALLOWED_SUFFIXES)})"
         )
-    return base[:200]
+    if len(base.encode("utf-8")) > MAX_NAME_BYTES:
+        # Shorten the stem, not the extension (cutting the whole name used to drop ".txt"),
+        # and count bytes: 200 accented letters are 400 bytes, over the usual 255-byte limit.
+        room = MAX_NAME_BYTES - len(suffix.encode("utf-8")) - 1
+        stem = stem.encode("utf-8")[:room].decode("utf-8", "ignore").rstrip(" .")
+        base = f"{stem}.{suffix}"
+    return base
 
 
 def check_content(name: str, data: bytes) -> None:

@@ -104,8 +104,12 @@ def fits_answer_type(question: str, sentence: str) -> bool:
 
 
 def clean_sentence(text: str) -> str:
-    """A sentence as shown in an answer: line breaks and runs of spaces collapsed."""
-    return re.sub(r"\s+", " ", text).strip()
+    """A sentence as shown in an answer: spaces collapsed, its own "[8]" made "(8)".
+
+    Bracketed numbers inside a quoted document (a verse number, a footnote) would read as
+    citations of sources that do not exist.
+    """
+    return re.sub(r"\[(\d+)\]", r"(\1)", re.sub(r"\s+", " ", text).strip())
 
 
 def pick_sentences(

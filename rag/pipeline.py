@@ -315,7 +315,7 @@ def open_pipeline(config: Config, *, refresh: bool = False, progress: bool = Tru
     needs_build = refresh
     if not needs_build:
         try:
-            CorpusIndex.load(config.index, verify=False)
+            CorpusIndex.load(config.index)
         except IndexLoadError as exc:
             logger.warning("%s", str(exc).split(";")[0])
             needs_build = True

@@ -51,6 +51,7 @@ def resolve_auth(host: str, env: dict) -> tuple[str, str] | None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m ui`."""
     env = os.environ
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # private and offline
     parser = argparse.ArgumentParser(prog="python -m ui", description="Chat with your documents.")
     parser.add_argument("--host", default=env.get("RAG_HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(env.get("RAG_PORT", "7860")))

@@ -172,7 +172,8 @@ def build_app(pipeline: Pipeline, *, upload_limit_bytes: int = 20 * 1024 * 1024)
         )
 
     is_default_corpus = Path(pipeline.config.index.corpus_dir).resolve() == DEFAULT_CORPUS
-    with gr.Blocks(title="Corpus QA", fill_height=True) as app:
+    # analytics off: Gradio would otherwise call home (version check, telemetry) at run time.
+    with gr.Blocks(title="Corpus QA", fill_height=True, analytics_enabled=False) as app:
         gr.Markdown(
             "## Ask your documents\nAnswers come only from the indexed documents, each sentence "
             "cited [n]. Mode: **" + pipeline.mode + "**."
