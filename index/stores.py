@@ -229,10 +229,15 @@ class BM25Store:
         return sorted({vocab[t] for t in self.tokenize(query) if t in vocab})
 
     def _all_scores(self, query: str) -> np.ndarray | None:
+        # search() then score() for the same question would compute the scores twice; keep
+        # the last query's array (one tuple, replaced atomically, so threads cannot mix them).
+        cached = getattr(self, "_last", None)
+        if cached is not None and cached[0] == query:
+            return cached[1]
         ids = self._query_ids(query)
-        if not ids:
-            return None
-        return self.retriever.get_scores_from_ids(ids)
+        scores = self.retriever.get_scores_from_ids(ids) if ids else None
+        self._last = (query, scores)
+        return scores
 
     def search(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (ids, scores) for a query string, best first; empty when no term matches."""

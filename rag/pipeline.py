@@ -312,14 +312,11 @@ def open_pipeline(config: Config, *, refresh: bool = False, progress: bool = Tru
     """
     from index import IndexLoadError, update_index
 
-    needs_build = refresh
-    if not needs_build:
+    if not refresh:
         try:
-            CorpusIndex.load(config.index)
+            return Pipeline(config)  # loads (and verifies) the index once
         except IndexLoadError as exc:
             logger.warning("%s", str(exc).split(";")[0])
-            needs_build = True
-    if needs_build:
-        report = update_index(config.index, progress=progress)
-        logger.info("index: %s", report.summary())
+    report = update_index(config.index, progress=progress)
+    logger.info("index: %s", report.summary())
     return Pipeline(config)

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 from index import CorpusIndex, IndexConfig, update_index
 from index.loaders import decode_bytes, html_to_text, scan_corpus
-from tests.pdf_fixture import make_pdf
+from tests.pdf_fixture import make_pdf, pdf_from_objects
 
 EXTS = (".txt", ".md", ".html", ".htm", ".pdf")
 TEXT_EXTS = (".txt", ".md", ".html", ".htm")
@@ -72,25 +72,11 @@ def _pdf_variants() -> dict[str, bytes]:
 ENCRYPTED = _pdf_variants()
 
 
-def _raw_pdf(objects: list[bytes]) -> bytes:
-    """A PDF from raw object bodies with a correct xref (for structurally hostile files)."""
-    out, offsets = bytearray(b"%PDF-1.4\n"), []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += f"{number} 0 obj\n".encode() + body + b"\nendobj\n"
-    xref = len(out)
-    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
-    for offset in offsets:
-        out += f"{offset:010d} 00000 n \n".encode()
-    out += (
-        f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
-    )
-    return bytes(out)
-
-
 HOSTILE_PDFS = [
-    _raw_pdf([b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [2 0 R] /Count 1 >>"]),
-    _raw_pdf(
+    pdf_from_objects(
+        [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [2 0 R] /Count 1 >>"]
+    ),
+    pdf_from_objects(
         [
             b"<< /Type /Catalog /Pages 2 0 R >>",
             b"<< /Type /Pages /Kids [3 0 R] /Count 99999999 >>",
@@ -98,7 +84,9 @@ HOSTILE_PDFS = [
             b"<< /Length 4 0 R >>\nstream\nBT ET\nendstream",
         ]
     ),  # fmt: skip
-    _raw_pdf([b"<< /Type /Catalog /Pages 2 0 R /X " + b"[" * 5000 + b" >>", b"<< /Type /Pages >>"]),
+    pdf_from_objects(
+        [b"<< /Type /Catalog /Pages 2 0 R /X " + b"[" * 5000 + b" >>", b"<< /Type /Pages >>"]
+    ),
     b"%PDF-1.7",
     b"%PDF-1.4\n" + b"\x00\xff" * 300,
 ]
