@@ -66,6 +66,7 @@ bench-squad: $(STAMP)
 		--index data/squad-index --json eval/reports/squad.json --report eval/reports/squad.md
 
 bench: $(STAMP)
+	$(BIN)/python -m bench.embedding
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.scale
 

@@ -1,6 +1,6 @@
 """Synthetic scale run: build time, memory and query latency at 10k, 100k and 1M chunks.
 
-    python -m bench.scale --sizes 10000 100000 1000000 [--index data/squad-index]
+    python -m bench.scale --sizes 10000 100000 1000000 [--index data/bench/index]
 
 Vectors: real MiniLM embeddings of the SQuAD index's chunks, each copy perturbed with Gaussian
 noise and re-normalised (so the data keeps the clustered shape of real text, which random
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from index import CorpusIndex, IndexConfig, get_embedder
+from index import CorpusIndex, IndexConfig, embedder_for
 from index.stores import BM25Store, FaissVectorStore
 from rag.retrieve import rrf_fuse
 
@@ -155,17 +155,18 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m bench.scale`."""
     parser = argparse.ArgumentParser(prog="python -m bench.scale")
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
-    parser.add_argument("--index", default="data/squad-index", help="a built SQuAD index")
-    parser.add_argument("--queries", default="data/squad/queries.jsonl")
+    parser.add_argument("--index", default="data/bench/index", help="a built SQuAD index")
+    parser.add_argument("--queries", default="data/bench/squad/queries.jsonl")
     parser.add_argument("--n-queries", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        source = CorpusIndex.load(IndexConfig(index_dir=Path(args.index)), verify=False)
+        config = IndexConfig(index_dir=Path(args.index))
+        source = CorpusIndex.load(config, verify=False)
         lines = Path(args.queries).read_text(encoding="utf-8").splitlines()
     except Exception as exc:
-        sys.stderr.write(f"error: {exc}\nbuild the SQuAD index first: make bench-squad\n")
+        sys.stderr.write(f"error: {exc}\nbuild the SQuAD index first: python -m bench.run\n")
         return 2
     base = np.array(source.vectors.vectors, dtype=np.float32)
     sentences = [s for c in source.chunks for s in re.split(r"(?<=[.!?])\s+", c.search_text) if s]
@@ -174,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         json.loads(lines[i])["question"]
         for i in rng.choice(len(lines), args.n_queries, replace=False)
     ]
-    embedder = get_embedder("all-MiniLM-L6-v2", max_seq_length=256)
+    embedder = embedder_for(config)
     query_vectors = embedder.encode(picked)
     rows = []
     for n in args.sizes:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from eval.queries import Query, check_sources, load_queries, select_queries
 from eval.runner import METHODS, PRIMARY_METHOD, EvalRun
+from index.config import DEFAULT_EMBEDDING_BACKEND, EMBEDDING_BACKENDS
 
 logger = logging.getLogger("eval")
 
@@ -39,6 +40,9 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, help="evaluate only N queries")
     parser.add_argument("--seed", type=int, help="with --limit: a seeded random sample")
     parser.add_argument("--model", type=Path, help="local GGUF model (env RAG_MODEL)")
+    parser.add_argument(
+        "--embedding-backend", choices=EMBEDDING_BACKENDS, default=DEFAULT_EMBEDDING_BACKEND
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
@@ -78,7 +82,9 @@ def run_and_write(
     queries = select_queries(queries, limit=args.limit, seed=args.seed)
     model = args.model or os.environ.get("RAG_MODEL") or None
     config = Config(
-        index=IndexConfig(corpus_dir=corpus_dir, index_dir=index_dir),
+        index=IndexConfig(
+            corpus_dir=corpus_dir, index_dir=index_dir, embedding_backend=args.embedding_backend
+        ),
         model_path=Path(model) if model else None,
     )
     pipeline = open_for_eval(config, progress=not args.quiet)

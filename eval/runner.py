@@ -215,6 +215,7 @@ def describe_config(config: Config, pipeline: Pipeline, *, methods: Sequence[str
         "documents": len(index.manifest.get("documents", {})),
         "chunks": len(index.chunks),
         "embedding_model": config.index.embedding_model,
+        "embedding_backend": config.index.embedding_backend,
         "chunk_tokens": config.index.chunk_tokens,
         "overlap_sentences": config.index.overlap_sentences,
         "top_k": config.top_k,

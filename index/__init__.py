@@ -14,7 +14,7 @@ from index.corpus_index import (
     IndexMismatch,
     IndexNotFound,
 )
-from index.embedding import Embedder, get_embedder
+from index.embedding import Embedder, check_embedder, embedder_for, get_embedder
 from index.stores import LexicalStore, VectorStore
 
 __all__ = [
@@ -30,6 +30,8 @@ __all__ = [
     "LexicalStore",
     "UpdateReport",
     "VectorStore",
+    "check_embedder",
+    "embedder_for",
     "get_embedder",
     "update_index",
 ]

@@ -8,14 +8,13 @@ CURRENT pointer with os.replace, so a crash at any moment leaves the previous in
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
 import os
 import shutil
 import time
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -38,8 +37,9 @@ from index.corpus_index import (
     file_sha256,
     manifest_checksum,
 )
-from index.embedding import Embedder, get_embedder
+from index.embedding import Embedder, check_embedder, embedder_for
 from index.loaders import RawDocument, Skipped, scan_corpus
+from index.locking import folder_lock
 from index.stores import BM25Store, FaissVectorStore
 
 logger = logging.getLogger(__name__)
@@ -58,6 +58,9 @@ class UpdateReport:
     chunks_total: int = 0
     embed_seconds: float = 0.0
     total_seconds: float = 0.0
+    # Wall seconds per stage: scan (read + decode), prepare (page chrome, load the old index),
+    # chunk (clean, split, count), embed, write (stores, checksums, fsync, swap).
+    stage_seconds: dict[str, float] = field(default_factory=dict)
     rebuilt_reason: str = ""
     wrote_generation: bool = False
 
@@ -75,18 +78,6 @@ class UpdateReport:
         return text
 
 
-@contextmanager
-def build_lock(index_dir: Path):
-    """Serialise builds of one index folder across threads and processes."""
-    index_dir.mkdir(parents=True, exist_ok=True)
-    with open(index_dir / ".lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def library_versions() -> dict[str, str]:
     """Versions of the libraries whose output the index depends on."""
     versions = {}
@@ -96,6 +87,7 @@ def library_versions() -> dict[str, str]:
         "sentence-transformers",
         "transformers",
         "torch",
+        "onnxruntime",
         "numpy",
     ):
         try:
@@ -124,6 +116,7 @@ def _chunk_raw(doc: RawDocument, chrome: set[str], config: IndexConfig, embedder
         max_tokens=config.max_seq_length - 2,
         overlap_sentences=config.overlap_sentences,
         dedup_min_words=config.dedup_min_words,
+        counts_add_up=embedder.counts_add_up,
     )
     return title, date, spans
 
@@ -166,14 +159,19 @@ def update_index(
 ) -> UpdateReport:
     """Bring the index in line with the corpus folder, embedding only what changed."""
     started = time.perf_counter()
+    if embedder is not None:
+        check_embedder(embedder, config)
     corpus_dir = Path(config.corpus_dir)
     if not corpus_dir.is_dir():
         raise ValueError(f"corpus folder not found: {corpus_dir}")
     report = UpdateReport()
-    with build_lock(Path(config.index_dir)):
+    stages = report.stage_seconds
+    with folder_lock(Path(config.index_dir)):
+        mark = time.perf_counter()
         raw_docs, report.skipped = scan_corpus(
             corpus_dir, extensions=config.extensions, max_bytes=config.max_file_bytes
         )
+        stages["scan"], mark = time.perf_counter() - mark, time.perf_counter()
         if not raw_docs:
             reasons = "; ".join(f"{s.source}: {s.reason}" for s in report.skipped[:5])
             raise ValueError(
@@ -186,6 +184,7 @@ def update_index(
             max_words=config.boilerplate_max_words,
         )
         previous, report.rebuilt_reason = _load_previous(config, rebuild)
+        stages["prepare"], mark = time.perf_counter() - mark, time.perf_counter()
         old_docs = previous.manifest["documents"] if previous else {}
         fingerprints = {}
         for doc in raw_docs:
@@ -209,14 +208,22 @@ def update_index(
             report.total_seconds = time.perf_counter() - started
             return report
 
-        embedder = embedder or get_embedder(
-            config.embedding_model, max_seq_length=config.max_seq_length
-        )
+        embedder = embedder or embedder_for(config)
         old_by_source: dict[str, list[Chunk]] = {}
         if previous:
             for chunk in previous.chunks:
                 old_by_source.setdefault(chunk.source, []).append(chunk)
 
+        to_chunk = [doc for doc in raw_docs if doc.source not in report.kept]
+        # Two threads: the tokenizer releases the GIL while counting, the rest interleaves.
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            chunked = dict(
+                zip(
+                    [doc.source for doc in to_chunk],
+                    pool.map(lambda doc: _chunk_raw(doc, chrome, config, embedder), to_chunk),
+                    strict=True,
+                )
+            )
         records: list[tuple[dict, list[Chunk]]] = []
         new_rows: list[tuple[int, int]] = []  # (document position, chunk position) to embed
         for d_pos, doc in enumerate(raw_docs):
@@ -224,7 +231,7 @@ def update_index(
                 chunks = old_by_source.get(doc.source, [])
                 info = dict(old_docs[doc.source])
             else:
-                title, date, spans = _chunk_raw(doc, chrome, config, embedder)
+                title, date, spans = chunked[doc.source]
                 chunks = [
                     Chunk(
                         id=-1, source=doc.source, title=title, date=date, start=s.start, end=s.end,
@@ -241,11 +248,13 @@ def update_index(
                 new_rows.extend((d_pos, c_pos) for c_pos in range(len(chunks)))
             records.append((info, chunks))
 
+        stages["chunk"] = time.perf_counter() - mark
         embed_started = time.perf_counter()
         new_vectors = _embed(
             embedder, [records[d][1][c].search_text for d, c in new_rows], config, progress
         )
-        report.embed_seconds = time.perf_counter() - embed_started
+        report.embed_seconds = stages["embed"] = time.perf_counter() - embed_started
+        mark = time.perf_counter()
         report.chunks_embedded = len(new_rows)
         fresh = {row: new_vectors[i] for i, row in enumerate(new_rows)}
 
@@ -265,6 +274,7 @@ def update_index(
             "corpus_dir": str(corpus_dir.resolve()),
             "embedding": {
                 "model": config.embedding_model,
+                "backend": embedder.backend,
                 "dimension": int(embedder.dimension),
                 "max_seq_length": config.max_seq_length,
                 "normalized": True,
@@ -284,9 +294,11 @@ def update_index(
         }
         _write_generation(Path(config.index_dir), manifest, all_chunks, matrix)
         report.wrote_generation = True
+        stages["write"] = time.perf_counter() - mark
         report.chunks_total = len(all_chunks)
     report.total_seconds = time.perf_counter() - started
     logger.info("index updated: %s", report.summary())
+    logger.info("stages: %s", ", ".join(f"{k} {v:.2f}s" for k, v in report.stage_seconds.items()))
     return report
 
 

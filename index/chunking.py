@@ -121,8 +121,13 @@ def chunk_document(
     max_tokens: int,
     overlap_sentences: int,
     dedup_min_words: int,
+    counts_add_up: bool = False,
 ) -> list[ChunkSpan]:
-    """Pack a document's sentences into passages of at most max_tokens word pieces."""
+    """Pack a document's sentences into passages of at most max_tokens word pieces.
+
+    counts_add_up: the tokenizer counts texts joined by a space as the sum of their counts
+    (BERT word pieces do), so a passage's size is summed instead of tokenised again.
+    """
     if chunk_tokens > max_tokens:
         raise ValueError(f"chunk_tokens {chunk_tokens} > max_tokens {max_tokens}")
     kept = drop_duplicates(text, sentences, min_words=dedup_min_words)
@@ -150,7 +155,7 @@ def chunk_document(
     while pending:
         group = pending.pop()
         search_text = " ".join(u.clean for u in group)
-        n = count_tokens([search_text])[0]
+        n = sum(u.tokens for u in group) if counts_add_up else count_tokens([search_text])[0]
         if n > max_tokens and len(group) > 1:
             # Sentence counts are summed approximately above; the exact count decides.
             half = len(group) // 2

@@ -13,7 +13,7 @@ import re
 import sys
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,7 +60,8 @@ class Sentence:
 
 def normalize_text(text: str) -> str:
     """Typographic punctuation to ASCII, Unicode NFKC, whitespace collapsed to single spaces."""
-    text = unicodedata.normalize("NFKC", text.translate(_PUNCT_MAP))
+    if not text.isascii():  # both steps are identities on ASCII, and most text is ASCII
+        text = unicodedata.normalize("NFKC", text.translate(_PUNCT_MAP))
     return " ".join(text.split())
 
 
@@ -98,8 +99,12 @@ def _is_abbreviation(text: str, dot_index: int) -> bool:
 
 def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
     """Sentence spans (start, end) of text[start:end], whitespace trimmed, never empty."""
+    return list(iter_sentences(text, start, end))
+
+
+def iter_sentences(text: str, start: int = 0, end: int | None = None) -> Iterator[tuple[int, int]]:
+    """split_sentences one span at a time (the first sentence without splitting the rest)."""
     end = len(text) if end is None else end
-    spans: list[tuple[int, int]] = []
     cursor = start
     for match in _BOUNDARY.finditer(text, start, end):
         after = match.end()
@@ -107,19 +112,21 @@ def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[t
             continue
         if match.group(0).startswith(".") and _is_abbreviation(text, match.start()):
             continue
-        boundary = match.start() + len(match.group(0).rstrip())
-        spans.append((cursor, boundary))
+        span = _trim(text, cursor, match.start() + len(match.group(0).rstrip()))
+        if span:
+            yield span
         cursor = after
-    spans.append((cursor, end))
-    result = []
-    for s, e in spans:
-        while s < e and text[s].isspace():
-            s += 1
-        while e > s and text[e - 1].isspace():
-            e -= 1
-        if e > s:
-            result.append((s, e))
-    return result
+    span = _trim(text, cursor, end)
+    if span:
+        yield span
+
+
+def _trim(text: str, s: int, e: int) -> tuple[int, int] | None:
+    while s < e and text[s].isspace():
+        s += 1
+    while e > s and text[e - 1].isspace():
+        e -= 1
+    return (s, e) if e > s else None
 
 
 def iter_lines(text: str) -> Iterable[tuple[int, int]]:
@@ -207,7 +214,7 @@ def extract_title(text: str, *, boilerplate: set[str], fallback: str, hint: str 
         words = word_count(line)
         if 2 <= words <= 20 and not line.rstrip().endswith((".", ",", ";", ":")):
             return normalize_text(line)
-        first = text[slice(*split_sentences(text, s, e)[0])]
+        first = text[slice(*next(iter_sentences(text, s, e)))]
         first = normalize_text(_ISO_DATE.sub(" ", first, count=1)) if words else ""
         if first:
             return first if len(first) <= 90 else first[:87].rsplit(" ", 1)[0] + "..."

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from index import IndexConfig, IndexLoadError, update_index
+from index.config import DEFAULT_EMBEDDING_BACKEND, EMBEDDING_BACKENDS
 from rag.config import Config
 from rag.llm import find_model
 from rag.pipeline import Answer, open_pipeline, prepare_question
@@ -41,7 +42,12 @@ def build_config(args: argparse.Namespace) -> Config:
         extra["n_ctx"] = args.n_ctx
         extra["n_threads"] = args.threads
         extra["max_answer_tokens"] = args.max_tokens
-    return Config(index=IndexConfig(corpus_dir=Path(corpus), index_dir=Path(index_dir)), **extra)
+    backend = args.embedding_backend or os.environ.get("RAG_EMBEDDING_BACKEND")
+    backend = backend or DEFAULT_EMBEDDING_BACKEND
+    index = IndexConfig(
+        corpus_dir=Path(corpus), index_dir=Path(index_dir), embedding_backend=backend
+    )
+    return Config(index=index, **extra)
 
 
 def _print_answer(answer: Answer, out) -> None:
@@ -114,6 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--corpus", help="folder of documents (default corpus/, env RAG_CORPUS)")
     common.add_argument("--index", help="index folder (default data/index/, env RAG_INDEX)")
+    common.add_argument(
+        "--embedding-backend",
+        choices=EMBEDDING_BACKENDS,
+        help="onnx-int8 (default, fastest), onnx or torch; env RAG_EMBEDDING_BACKEND",
+    )
     common.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p_index = sub.add_parser("index", parents=[common], help="build or update the index")

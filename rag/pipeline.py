@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from index import CorpusIndex, Embedder, LexicalStore, get_embedder
+from index import CorpusIndex, Embedder, LexicalStore, check_embedder, embedder_for
 from rag.config import ABSTAIN_SENTENCE, Config
 from rag.extractive import PickedSentence, is_weak, measure_evidence, pick_sentences
 from rag.followup import needs_context, standalone_query
@@ -149,9 +149,9 @@ class Pipeline:
         self, config: Config, *, embedder: Embedder | None = None, model: ChatModel | None = None
     ) -> None:
         self.config = config
-        self.embedder = embedder or get_embedder(
-            config.index.embedding_model, max_seq_length=config.index.max_seq_length
-        )
+        if embedder is not None:
+            check_embedder(embedder, config.index)
+        self.embedder = embedder or embedder_for(config.index)
         self._lock = threading.Lock()
         self._model = model
         # The GGUF is loaded on the first question, so the UI starts without waiting for it.

@@ -21,10 +21,10 @@ CORPUS = ROOT / "corpus"
 
 @pytest.fixture(scope="session")
 def embedder():
-    """The packaged all-MiniLM-L6-v2, loaded once for the whole run."""
-    from index import get_embedder
+    """The packaged all-MiniLM-L6-v2 on the default backend, loaded once for the whole run."""
+    from index import IndexConfig, embedder_for
 
-    return get_embedder("all-MiniLM-L6-v2", max_seq_length=256)
+    return embedder_for(IndexConfig())
 
 
 @pytest.fixture(scope="session")

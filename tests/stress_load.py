@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=Path, default=ROOT / "eval/queries/corpus.jsonl")
     args = parser.parse_args(argv)
 
-    from index import IndexConfig, get_embedder, update_index
+    from index import IndexConfig, embedder_for, update_index
     from rag import Config, Pipeline
     from ui.app import build_app, launch_kwargs
 
@@ -179,9 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         config = Config(
             index=IndexConfig(corpus_dir=workdir / "corpus", index_dir=workdir / "index")
         )
-        embedder = get_embedder(
-            config.index.embedding_model, max_seq_length=config.index.max_seq_length
-        )
+        embedder = embedder_for(config.index)
         update_index(config.index, progress=False, embedder=embedder)
         pipeline = Pipeline(config, embedder=embedder)
         limit = 20 * 1024 * 1024

@@ -18,6 +18,7 @@ import threading
 from pathlib import Path
 
 from index import IndexConfig, IndexLoadError
+from index.config import DEFAULT_EMBEDDING_BACKEND, EMBEDDING_BACKENDS
 from rag import Config
 from rag.llm import find_model
 from rag.pipeline import open_pipeline
@@ -57,6 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=int(env.get("RAG_PORT", "7860")))
     parser.add_argument("--corpus", default=env.get("RAG_CORPUS", "corpus"))
     parser.add_argument("--index", default=env.get("RAG_INDEX", "data/index"))
+    parser.add_argument(
+        "--embedding-backend",
+        choices=EMBEDDING_BACKENDS,
+        default=env.get("RAG_EMBEDDING_BACKEND", DEFAULT_EMBEDDING_BACKEND),
+        help="onnx-int8 (default, fastest), onnx or torch",
+    )
     parser.add_argument("--upload-mb", type=float, default=float(env.get("RAG_UPLOAD_MB", "20")))
     parser.add_argument("--model", help="GGUF model file (env RAG_MODEL, else models/*.gguf)")
     parser.add_argument("--n-ctx", type=int, default=4096, help="LLM context size")
@@ -69,7 +76,11 @@ def main(argv: list[str] | None = None) -> int:
         auth = resolve_auth(args.host, env)
         model = find_model(args.model, env_value=env.get("RAG_MODEL"), models_dir=Path("models"))
         config = Config(
-            index=IndexConfig(corpus_dir=Path(args.corpus), index_dir=Path(args.index)),
+            index=IndexConfig(
+                corpus_dir=Path(args.corpus),
+                index_dir=Path(args.index),
+                embedding_backend=args.embedding_backend,
+            ),
             model_path=model,
             n_ctx=args.n_ctx,
             n_threads=args.threads,
