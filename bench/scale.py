@@ -28,7 +28,7 @@ from rag.retrieve import rrf_fuse
 
 logger = logging.getLogger("bench.scale")
 RESULTS = Path("bench/results")
-EF_SWEEP = (64, 128, 256, 512)
+EF_SWEEP = (64, 128, 256, 512, 768, 1024)
 
 
 def rss_mb() -> float:

@@ -15,6 +15,7 @@ from index.corpus_index import (
     IndexNotFound,
 )
 from index.embedding import Embedder, check_embedder, embedder_for, get_embedder
+from index.onnx_export import OnnxExportError
 from index.stores import LexicalStore, VectorStore
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "IndexMismatch",
     "IndexNotFound",
     "LexicalStore",
+    "OnnxExportError",
     "UpdateReport",
     "VectorStore",
     "check_embedder",

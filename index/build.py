@@ -298,7 +298,7 @@ def update_index(
         report.chunks_total = len(all_chunks)
     report.total_seconds = time.perf_counter() - started
     logger.info("index updated: %s", report.summary())
-    logger.info("stages: %s", ", ".join(f"{k} {v:.2f}s" for k, v in report.stage_seconds.items()))
+    logger.debug("stages: %s", ", ".join(f"{k} {v:.2f}s" for k, v in report.stage_seconds.items()))
     return report
 
 
@@ -336,7 +336,7 @@ def _write_generation(
             matrix,
             kind=dense["type"],
             hnsw_m=dense.get("M", 32),
-            ef_search=dense.get("ef_search", 512),
+            ef_search=dense.get("ef_search", 768),
         ).save(staging)
         written += BM25Store([c.search_text for c in chunks]).save(staging)
         manifest["files"] = {

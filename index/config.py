@@ -40,10 +40,11 @@ class IndexConfig:
     # Sentences shorter than this are never dropped as duplicates ("No.", "Top").
     dedup_min_words: int = 6
     # Exact FAISS search up to this many chunks (p50 4.5-9 ms at 100k on 2 cores, 81 ms at 1M),
-    # HNSW beyond: efSearch 512 gave recall@10 0.951 at 1M with p50 0.76 ms (bench/scale.py).
+    # HNSW beyond: at 1M, efSearch 512 gave recall@10 0.950 (no margin over the 0.95 target),
+    # 768 gave 0.963 at p50 1.1 ms (bench/scale.py; BENCHMARKS.md).
     exact_search_max_chunks: int = 100_000
     hnsw_m: int = 32
-    hnsw_ef_search: int = 512
+    hnsw_ef_search: int = 768
     extensions: tuple[str, ...] = field(default=(".txt", ".md", ".html", ".htm", ".pdf"))
     max_file_bytes: int = 50 * 1024 * 1024
 

@@ -50,6 +50,10 @@ PROBES = (
 )
 
 
+class OnnxExportError(RuntimeError):
+    """The ONNX export could not be built or failed its check against PyTorch."""
+
+
 @dataclass(frozen=True)
 class OnnxExport:
     """A cached export: its folder and the two model files in it."""
@@ -178,7 +182,7 @@ def _quantize_int8(source: Path, target: Path) -> int:
     matmuls = [n for n in graph.node if n.op_type == "MatMul" and n.input[1] in weights]
     first_layer = [n.name for n in matmuls if "/layer.0/" in n.name]
     if not first_layer or len(first_layer) == len(matmuls):
-        raise RuntimeError(
+        raise OnnxExportError(
             f"unexpected graph: {len(first_layer)} of {len(matmuls)} weight MatMuls in layer 0"
         )
     root = logging.getLogger()
@@ -233,13 +237,19 @@ def ensure_onnx_export(model_dir: Path, *, cache_dir: Path) -> OnnxExport:
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         try:
-            reference = _export_fp32(model_dir, staging / FP32_FILE)
-            quantized = _quantize_int8(staging / FP32_FILE, staging / INT8_FILE)
+            try:
+                reference = _export_fp32(model_dir, staging / FP32_FILE)
+                quantized = _quantize_int8(staging / FP32_FILE, staging / INT8_FILE)
+            except Exception as exc:  # torch.onnx and the quantiser raise many kinds
+                raise OnnxExportError(
+                    f"could not export {model_dir} to ONNX ({type(exc).__name__}: {exc}); "
+                    "use embedding_backend='torch' (--embedding-backend torch)"
+                ) from exc
             cosines = {}
             for name in (FP32_FILE, INT8_FILE):
                 cosine = float((probe_vectors(staging / name, model_dir) * reference).sum(1).min())
                 if cosine < MIN_PROBE_COSINE[name]:
-                    raise RuntimeError(
+                    raise OnnxExportError(
                         f"ONNX export {name} drifted from PyTorch: probe cosine {cosine:.4f} < "
                         f"{MIN_PROBE_COSINE[name]}; use embedding_backend='torch'"
                     )

@@ -71,14 +71,14 @@ class FaissVectorStore:
     """Inner-product search over normalised float32 vectors: exact (flat) or HNSW.
 
     Exact search is the default; past `IndexConfig.exact_search_max_chunks` the builder picks
-    HNSW (recall@10 0.951 at 1M chunks with efSearch 512 in bench/scale.py). The kind and its
+    HNSW (recall@10 0.963 at 1M chunks with efSearch 768 in bench/scale.py). The kind and its
     parameters are recorded in the manifest.
     """
 
     index_file = "dense.faiss"
 
     def __init__(
-        self, vectors: np.ndarray, *, kind: str = "flat", hnsw_m: int = 32, ef_search: int = 512
+        self, vectors: np.ndarray, *, kind: str = "flat", hnsw_m: int = 32, ef_search: int = 768
     ) -> None:
         import faiss
 

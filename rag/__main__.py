@@ -17,7 +17,7 @@ import os
 import sys
 from pathlib import Path
 
-from index import IndexConfig, IndexLoadError, update_index
+from index import IndexConfig, IndexLoadError, OnnxExportError, update_index
 from index.config import DEFAULT_EMBEDDING_BACKEND, EMBEDDING_BACKENDS
 from rag.config import Config
 from rag.llm import find_model
@@ -74,6 +74,9 @@ def cmd_index(args: argparse.Namespace) -> int:
     for skipped in report.skipped:
         sys.stdout.write(f"skipped  {skipped.source}: {skipped.reason}\n")
     sys.stdout.write(report.summary() + "\n")
+    if report.wrote_generation:
+        stages = ", ".join(f"{k} {v:.2f}s" for k, v in report.stage_seconds.items())
+        sys.stdout.write(f"stages: {stages} (embedding: {config.index.embedding_backend})\n")
     return 0
 
 
@@ -155,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return args.func(args)
-    except (ValueError, IndexLoadError, ImportError) as exc:
+    except (ValueError, IndexLoadError, ImportError, OnnxExportError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
 

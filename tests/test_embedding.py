@@ -215,3 +215,24 @@ def test_summed_passage_sizes_equal_a_recount(embedder, corpus_sentences):
         assert [c.n_tokens for c in summed] == embedder.count_tokens(
             [c.search_text for c in summed]
         )
+
+
+def test_a_failed_export_says_what_to_do_and_leaves_nothing(tmp_path, monkeypatch):
+    from index import OnnxExportError, onnx_export
+
+    def broken(model_dir, target):
+        target.write_bytes(b"partial")
+        raise TypeError("forward() got an unexpected keyword argument")
+
+    monkeypatch.setattr(onnx_export, "_export_fp32", broken)
+    with pytest.raises(OnnxExportError, match="--embedding-backend torch"):
+        ensure_onnx_export(packaged_model_path(DEFAULT_EMBEDDING_MODEL), cache_dir=tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == [".lock"]
+
+
+def test_cli_refuses_an_unknown_backend(monkeypatch, capsys):
+    from rag.__main__ import main
+
+    monkeypatch.setenv("RAG_EMBEDDING_BACKEND", "openvino")
+    assert main(["index", "-q"]) == 2
+    assert "embedding_backend must be one of" in capsys.readouterr().err

@@ -17,7 +17,7 @@ import sys
 import threading
 from pathlib import Path
 
-from index import IndexConfig, IndexLoadError
+from index import IndexConfig, IndexLoadError, OnnxExportError
 from index.config import DEFAULT_EMBEDDING_BACKEND, EMBEDDING_BACKENDS
 from rag import Config
 from rag.llm import find_model
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             n_threads=args.threads,
         )
         pipeline = open_pipeline(config)
-    except (ValueError, IndexLoadError, ImportError) as exc:
+    except (ValueError, IndexLoadError, ImportError, OnnxExportError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
     from ui.app import build_app, launch_kwargs

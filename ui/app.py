@@ -47,7 +47,8 @@ def stats_line(pipeline: Pipeline) -> str:
     stats = library_stats(pipeline)
     return (
         f"{stats.documents} documents · {stats.chunks} passages · "
-        f"{stats.bytes_on_disk / 1e6:.1f} MB index · mode: {pipeline.mode}"
+        f"{stats.bytes_on_disk / 1e6:.1f} MB index · embedding: {pipeline.embedder.backend} · "
+        f"mode: {pipeline.mode}"
     )
 
 
