@@ -31,6 +31,7 @@ from rag import Config, Pipeline
 logger = logging.getLogger("bench.run")
 RESULTS = Path("bench/results")
 ROOT = Path(__file__).resolve().parent.parent
+BACKEND_FLAG = ["--embedding-backend", IndexConfig().embedding_backend]
 
 
 def p(samples: list[float], q: float) -> float:
@@ -65,7 +66,9 @@ def bench_indexing(corpus: Path, index_dir: Path) -> dict:
 
 def bench_cli_rebuild(corpus: Path, index_dir: Path) -> dict:
     """Wall time of `python -m rag index --rebuild` in a fresh process, start-up included."""
-    command = [sys.executable, "-m", "rag", "index", "--rebuild", "-q"]
+    # The backend is passed explicitly: a RAG_EMBEDDING_BACKEND in the environment must not
+    # make the child use another backend than the in-process measurements.
+    command = [sys.executable, "-m", "rag", "index", "--rebuild", "-q", *BACKEND_FLAG]
     started = time.perf_counter()
     subprocess.run(
         [*command, "--corpus", str(corpus), "--index", str(index_dir)],
@@ -144,6 +147,7 @@ def bench_cold_start(corpus: Path, index_dir: Path) -> dict:
         port = probe.getsockname()[1]
     started = time.perf_counter()
     command = [sys.executable, "-m", "ui", "--corpus", str(corpus), "--index", str(index_dir)]
+    command += BACKEND_FLAG
     proc = subprocess.Popen(
         [*command, "--port", str(port)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

@@ -41,7 +41,10 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="with --limit: a seeded random sample")
     parser.add_argument("--model", type=Path, help="local GGUF model (env RAG_MODEL)")
     parser.add_argument(
-        "--embedding-backend", choices=EMBEDDING_BACKENDS, default=DEFAULT_EMBEDDING_BACKEND
+        "--embedding-backend",
+        choices=EMBEDDING_BACKENDS,
+        default=os.environ.get("RAG_EMBEDDING_BACKEND") or DEFAULT_EMBEDDING_BACKEND,
+        help="onnx-int8 (default), onnx or torch; env RAG_EMBEDDING_BACKEND",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")

@@ -91,8 +91,33 @@ def _split_long(
                 lo = mid
             else:
                 hi = mid - 1
-        spans.append((start + words[i][0], start + words[lo - 1][1]))
+        first, last = start + words[i][0], start + words[lo - 1][1]
+        if lo == i + 1 and count([normalize_text(text[first:last])])[0] > limit:
+            # One "word" over the limit: unspaced scripts (Chinese, Japanese) or a long run of
+            # symbols. Cut it by characters, or the embedder would silently truncate it.
+            spans.extend(_split_characters(text, first, last, limit, count))
+        else:
+            spans.append((first, last))
         i = lo
+    return spans
+
+
+def _split_characters(
+    text: str, start: int, end: int, limit: int, count: TokenCounter
+) -> list[tuple[int, int]]:
+    """Cut text[start:end] into the longest character runs of at most `limit` tokens."""
+    spans: list[tuple[int, int]] = []
+    s = start
+    while s < end:
+        lo, hi = s + 1, end
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if count([normalize_text(text[s:mid])])[0] <= limit:
+                lo = mid
+            else:
+                hi = mid - 1
+        spans.append((s, lo))
+        s = lo
     return spans
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 # torch: sentence-transformers; onnx / onnx-int8: the exported graph in ONNX Runtime.
 EMBEDDING_BACKENDS = ("onnx-int8", "onnx", "torch")
-# onnx-int8 embedded SQuAD 3.3x faster than torch with hit@5 within 0.1 pt (BENCHMARKS.md).
+# onnx-int8 embedded SQuAD 3.5-4.1x faster than torch, hit@5 within 0.2 points (BENCHMARKS.md).
 DEFAULT_EMBEDDING_BACKEND = "onnx-int8"
 
 

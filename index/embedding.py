@@ -4,9 +4,9 @@
 
 Three backends give the same vectors up to rounding: `torch` (sentence-transformers),
 `onnx` (the same graph in ONNX Runtime, cosine 1.000 to torch) and `onnx-int8` (MatMul
-weights in int8, cosine > 0.99, ~3x faster on CPU; see BENCHMARKS.md). The ONNX files are
-exported once from the packaged weights and cached (index/onnx_export.py). One model per
-process and backend (loading takes seconds); `get_embedder` caches it.
+weights in int8, cosine > 0.99, 3.5-4x faster than torch on 2 cores; see BENCHMARKS.md).
+The ONNX files are exported once from the packaged weights and cached
+(index/onnx_export.py). One model per process and backend; `get_embedder` caches it.
 """
 
 from __future__ import annotations
@@ -22,7 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from index.config import DEFAULT_EMBEDDING_MODEL, EMBEDDING_BACKENDS, IndexConfig
+from index.config import (
+    DEFAULT_EMBEDDING_BACKEND,
+    DEFAULT_EMBEDDING_MODEL,
+    EMBEDDING_BACKENDS,
+    IndexConfig,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +72,8 @@ class Embedder:
         self.name = name
         self.max_seq_length = max_seq_length
         self.tokenizer = tokenizer
+        # Fast tokenizers raise "Already borrowed" when used from two threads at once.
+        self._lock = threading.Lock()
         backend = getattr(tokenizer, "backend_tokenizer", None)
         self._fast = None
         if hasattr(backend, "encode_batch_fast"):
@@ -79,12 +86,26 @@ class Embedder:
             self._fast.no_truncation()
         # BERT pre-tokenisation splits at whitespace and punctuation and normalises character by
         # character, so the word pieces of texts joined by spaces are the sum of their counts.
-        self.counts_add_up = type(getattr(backend, "pre_tokenizer", None)).__name__ in {
-            "BertPreTokenizer",
-            "Whitespace",
-        }
-        # Fast tokenizers raise "Already borrowed" when used from two threads at once.
-        self._lock = threading.Lock()
+        # Checked on probes too, in case a model pairs that pre-tokeniser with something else.
+        self.counts_add_up = (
+            type(getattr(backend, "pre_tokenizer", None)).__name__ == "BertPreTokenizer"
+            and self._joins_add_up()
+        )
+
+    def _joins_add_up(self) -> bool:
+        probes = [
+            "Caf\u00e9 au lait.",
+            "\u0301Accent first",
+            "\u5317\u4eac\u5e02",
+            "[MASK]",
+            "x" * 120,
+        ]
+        parts = self.count_tokens(probes)
+        return all(
+            self.count_tokens([f"{a} {b}"])[0] == parts[i] + parts[j]
+            for i, a in enumerate(probes)
+            for j, b in enumerate(probes)
+        )
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Word pieces per text, without [CLS]/[SEP], as the model's tokenizer counts them."""
@@ -153,11 +174,10 @@ class OnnxEmbedder(Embedder):
 
     def __init__(self, name: str, *, max_seq_length: int, quantized: bool, cache_dir: Path) -> None:
         _offline()
-        from index.onnx_export import ensure_onnx_export
+        from index.onnx_export import open_onnx_session
 
         model_dir = packaged_model_path(name)
-        export = ensure_onnx_export(model_dir, cache_dir=cache_dir)
-        import onnxruntime as ort
+        self.session = open_onnx_session(model_dir, cache_dir=cache_dir, quantized=quantized)
         from transformers import AutoTokenizer
 
         settings = json.loads((model_dir / "sentence_bert_config.json").read_text())
@@ -176,12 +196,6 @@ class OnnxEmbedder(Embedder):
         self._truncating = Tokenizer.from_str(self._fast.to_str())
         self._truncating.no_padding()
         self._truncating.enable_truncation(max_length=max_seq_length)
-        self.model_file = export.int8 if quantized else export.fp32
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(
-            str(self.model_file), options, providers=["CPUExecutionProvider"]
-        )
         self._inputs = [i.name for i in self.session.get_inputs()]
         self.dimension = int(json.loads((model_dir / "config.json").read_text())["hidden_size"])
 
@@ -222,7 +236,7 @@ def get_embedder(
     name: str,
     *,
     max_seq_length: int,
-    backend: str = "torch",
+    backend: str = DEFAULT_EMBEDDING_BACKEND,
     cache_dir: Path = Path("data/embedder"),
 ) -> Embedder:
     """The process-wide embedder for this model and backend (loaded on first use)."""

@@ -219,6 +219,24 @@ def probe_vectors(model_file: Path, model_dir: Path) -> np.ndarray:
     return mean_pool(hidden, probe["attention_mask"])
 
 
+def _complete(folder: Path) -> bool:
+    """The folder holds a finished export: its record, and every file at its recorded size."""
+    try:
+        record = json.loads((folder / "export.json").read_text())
+        return all((folder / n).stat().st_size == size for n, size in record["files"].items())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in [*folder.iterdir(), folder]:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 def ensure_onnx_export(model_dir: Path, *, cache_dir: Path) -> OnnxExport:
     """The cached fp32 and int8 ONNX files for model_dir, exporting them on first use."""
     _require_onnx()
@@ -226,51 +244,89 @@ def ensure_onnx_export(model_dir: Path, *, cache_dir: Path) -> OnnxExport:
     key = export_key(model_dir)
     folder = cache_dir / f"onnx-{key}"
     export = OnnxExport(folder=folder, fp32=folder / FP32_FILE, int8=folder / INT8_FILE)
-    if (folder / "export.json").is_file():
+    if _complete(folder):
         return export
     with folder_lock(cache_dir):
-        if (folder / "export.json").is_file():  # another process finished it meanwhile
+        if _complete(folder):  # another process finished it meanwhile
             return export
+        # Under the lock no other export runs: any staging folder is a killed run's leftover.
+        for leftover in cache_dir.glob(".onnx-*.partial*"):
+            shutil.rmtree(leftover, ignore_errors=True)
         started = time.perf_counter()
         logger.info("exporting %s to ONNX in %s (once; takes seconds)", model_dir.name, folder)
-        staging = cache_dir / f".{folder.name}.partial-{os.getpid()}"
-        shutil.rmtree(staging, ignore_errors=True)
+        staging = cache_dir / f".{folder.name}.partial"
         staging.mkdir(parents=True)
         try:
-            try:
-                reference = _export_fp32(model_dir, staging / FP32_FILE)
-                quantized = _quantize_int8(staging / FP32_FILE, staging / INT8_FILE)
-            except Exception as exc:  # torch.onnx and the quantiser raise many kinds
-                raise OnnxExportError(
-                    f"could not export {model_dir} to ONNX ({type(exc).__name__}: {exc}); "
-                    "use embedding_backend='torch' (--embedding-backend torch)"
-                ) from exc
-            cosines = {}
-            for name in (FP32_FILE, INT8_FILE):
-                cosine = float((probe_vectors(staging / name, model_dir) * reference).sum(1).min())
-                if cosine < MIN_PROBE_COSINE[name]:
-                    raise OnnxExportError(
-                        f"ONNX export {name} drifted from PyTorch: probe cosine {cosine:.4f} < "
-                        f"{MIN_PROBE_COSINE[name]}; use embedding_backend='torch'"
-                    )
-                cosines[name] = round(cosine, 5)
-            record = {
-                "model_dir": str(model_dir),
-                "key": key,
-                "recipe": EXPORT_VERSION,
-                "opset": OPSET,
-                "int8": f"dynamic QInt8 per channel, {quantized} MatMul weights (layer 0 fp32)",
-                "min_probe_cosine_to_torch": cosines,
-                "versions": {p: _version(p) for p in ("torch", "onnx", "onnxruntime")},
-                "seconds": round(time.perf_counter() - started, 2),
-            }
+            record = _export_into(staging, model_dir)
+            record.update(key=key, seconds=round(time.perf_counter() - started, 2))
             (staging / "export.json").write_text(json.dumps(record, indent=2) + "\n")
-            shutil.rmtree(folder, ignore_errors=True)  # a half-written folder from a crash
+            _fsync_tree(staging)
+            shutil.rmtree(folder, ignore_errors=True)  # an incomplete or damaged export
             staging.rename(folder)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        logger.info("ONNX export ready in %.1f s (probe cosine %s)", record["seconds"], cosines)
+        logger.info(
+            "ONNX export ready in %.1f s (probe cosine %s)",
+            record["seconds"],
+            record["min_probe_cosine_to_torch"],
+        )
     return export
+
+
+def _export_into(staging: Path, model_dir: Path) -> dict:
+    """Export, quantise and check against PyTorch; return the export record."""
+    try:
+        reference = _export_fp32(model_dir, staging / FP32_FILE)
+        quantized = _quantize_int8(staging / FP32_FILE, staging / INT8_FILE)
+        cosines = {}
+        for name in (FP32_FILE, INT8_FILE):
+            cosine = float((probe_vectors(staging / name, model_dir) * reference).sum(1).min())
+            if cosine < MIN_PROBE_COSINE[name]:
+                raise OnnxExportError(
+                    f"ONNX export {name} drifted from PyTorch: probe cosine {cosine:.4f} < "
+                    f"{MIN_PROBE_COSINE[name]}; use embedding_backend='torch' "
+                    "(--embedding-backend torch)"
+                )
+            cosines[name] = round(cosine, 5)
+    except OnnxExportError:
+        raise
+    except Exception as exc:  # torch.onnx, the quantiser and onnxruntime raise many kinds
+        raise OnnxExportError(
+            f"could not export {model_dir} to ONNX ({type(exc).__name__}: {exc}); "
+            "use embedding_backend='torch' (--embedding-backend torch)"
+        ) from exc
+    return {
+        "model_dir": str(model_dir),
+        "recipe": EXPORT_VERSION,
+        "opset": OPSET,
+        "int8": f"dynamic QInt8 per channel, {quantized} MatMul weights (layer 0 fp32)",
+        "min_probe_cosine_to_torch": cosines,
+        "files": {n: (staging / n).stat().st_size for n in (FP32_FILE, INT8_FILE)},
+        "versions": {p: _version(p) for p in ("torch", "onnx", "onnxruntime")},
+    }
+
+
+def open_onnx_session(model_dir: Path, *, cache_dir: Path, quantized: bool):
+    """An ONNX Runtime session on the cached export; a damaged cache is exported again once."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    for attempt in (1, 2):
+        export = ensure_onnx_export(model_dir, cache_dir=cache_dir)
+        path = export.int8 if quantized else export.fp32
+        try:
+            return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own Exception subclasses
+            if attempt == 2:
+                raise OnnxExportError(
+                    f"ONNX Runtime cannot load {path} ({exc}); "
+                    "use embedding_backend='torch' (--embedding-backend torch)"
+                ) from exc
+            logger.warning("cached ONNX model %s is unreadable (%s); exporting again", path, exc)
+            with folder_lock(cache_dir):
+                shutil.rmtree(export.folder, ignore_errors=True)
+    raise AssertionError("unreachable")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -66,6 +66,28 @@ def test_over_long_sentence_is_cut_not_truncated():
     assert all(c.n_tokens <= 12 for c in chunks)
 
 
+def cjk_like(texts):
+    """Each non-space character is a token, as BERT counts Chinese."""
+    return [len("".join(t.split())) for t in texts]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "中华人民共和国" * 20,  # 140 characters, no space: one "word"
+        "短句。" + "长" * 45 + " tail words",
+        "a" * 33 + " " + "b" * 7,
+    ],
+)
+def test_unspaced_runs_are_cut_by_characters_not_truncated(text):
+    chunks = chunk_document(
+        text, segment(text, set()), count_tokens=cjk_like, chunk_tokens=12, max_tokens=20,
+        overlap_sentences=0, dedup_min_words=6,
+    )  # fmt: skip
+    assert all(c.n_tokens <= 12 for c in chunks)
+    assert "".join(c.search_text.replace(" ", "") for c in chunks) == "".join(text.split())
+
+
 def test_repeated_paragraph_indexed_once():
     quote = "Hegseth told the officials that the military was prepared to act."
     text = f"{quote}\nA reply with new words in it.\n{quote}\nAnother reply entirely different."

@@ -99,7 +99,9 @@ def test_bad_backend_names_are_refused():
         get_embedder(DEFAULT_EMBEDDING_MODEL, max_seq_length=256, backend="cuda")
 
 
-def test_export_is_cached_and_a_crashed_export_is_redone(tmp_path):
+def test_export_is_cached_and_damage_or_leftovers_are_repaired(tmp_path, caplog):
+    from index.onnx_export import open_onnx_session
+
     model_dir = packaged_model_path(DEFAULT_EMBEDDING_MODEL)
     first = ensure_onnx_export(model_dir, cache_dir=tmp_path)
     record = json.loads((first.folder / "export.json").read_text())
@@ -107,12 +109,22 @@ def test_export_is_cached_and_a_crashed_export_is_redone(tmp_path):
     assert first.int8.stat().st_size < first.fp32.stat().st_size
     stamp = first.int8.stat().st_mtime_ns
     assert ensure_onnx_export(model_dir, cache_dir=tmp_path).int8.stat().st_mtime_ns == stamp
-    # A folder without its export.json is what a crash mid-export leaves: it is rebuilt.
-    (first.folder / "export.json").unlink()
-    first.int8.write_bytes(b"half a model")
+
+    # What kill -9 mid-export leaves (staging folders), plus a model cut short on disk.
+    for leftover in (".onnx-0123.partial", ".onnx-0123.partial-4242"):
+        (tmp_path / leftover).mkdir()
+        (tmp_path / leftover / FP32_FILE).write_bytes(b"half")
+    with open(first.int8, "r+b") as handle:
+        handle.truncate(1000)
     again = ensure_onnx_export(model_dir, cache_dir=tmp_path)
-    assert (again.folder / "export.json").is_file() and again.int8.stat().st_size > 1_000_000
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".onnx")] == []
+    assert again.int8.stat().st_size == record["files"]["model-int8.onnx"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", first.folder.name]
+
+    # Same size, garbage inside: the session cannot load it, so it is exported once more.
+    again.int8.write_bytes(b"\0" * again.int8.stat().st_size)
+    session = open_onnx_session(model_dir, cache_dir=tmp_path, quantized=True)
+    assert [i.name for i in session.get_inputs()][:2] == ["input_ids", "attention_mask"]
+    assert "exporting again" in caplog.text
 
 
 def _model_copy(tmp_path: Path) -> Path:
@@ -227,7 +239,7 @@ def test_a_failed_export_says_what_to_do_and_leaves_nothing(tmp_path, monkeypatc
     monkeypatch.setattr(onnx_export, "_export_fp32", broken)
     with pytest.raises(OnnxExportError, match="--embedding-backend torch"):
         ensure_onnx_export(packaged_model_path(DEFAULT_EMBEDDING_MODEL), cache_dir=tmp_path)
-    assert [p.name for p in tmp_path.iterdir()] == [".lock"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock"]
 
 
 def test_cli_refuses_an_unknown_backend(monkeypatch, capsys):
