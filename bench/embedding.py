@@ -26,6 +26,7 @@ from eval.squad import prepare
 from index import IndexConfig, embedder_for, update_index
 from index.config import DEFAULT_EMBEDDING_BACKEND, EMBEDDING_BACKENDS
 from rag import Config, Pipeline
+from rag.logs import configure_logging
 
 logger = logging.getLogger("bench.embedding")
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,9 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=3000)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    for noisy in ("faiss", "bm25s", "sentence_transformers", "httpx", "transformers"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging(logging.INFO, fmt="%(message)s")
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     if "torch" not in backends or not set(backends) <= set(EMBEDDING_BACKENDS):
         sys.stderr.write(f"--backends must include torch and be among {EMBEDDING_BACKENDS}\n")

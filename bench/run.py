@@ -27,6 +27,7 @@ import numpy as np
 
 from index import IndexConfig, embedder_for, update_index
 from rag import Config, Pipeline
+from rag.logs import configure_logging
 
 logger = logging.getLogger("bench.run")
 RESULTS = Path("bench/results")
@@ -210,9 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--questions", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    for noisy in ("faiss", "bm25s", "sentence_transformers", "httpx"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging(logging.INFO, fmt="%(message)s")
     from eval.squad import prepare
 
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -53,9 +53,9 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
 def setup_logging(args: argparse.Namespace) -> None:
     """Log level from -q/-v; third-party chatter kept at warnings."""
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("faiss", "bm25s", "sentence_transformers", "httpx", "transformers", "matplotlib"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from rag.logs import configure_logging
+
+    configure_logging(level)
 
 
 def methods_of(args: argparse.Namespace) -> tuple[str, ...]:

@@ -58,8 +58,9 @@ class UpdateReport:
     chunks_total: int = 0
     embed_seconds: float = 0.0
     total_seconds: float = 0.0
-    # Wall seconds per stage: scan (read + decode), prepare (page chrome, load the old index),
-    # chunk (clean, split, count), embed, write (stores, checksums, fsync, swap).
+    # Wall seconds per stage: scan (read + decode), prepare (page chrome, load the old index,
+    # compare fingerprints), model (load on first use), chunk (clean, split, count), embed,
+    # write (stores, checksums, fsync, swap).
     stage_seconds: dict[str, float] = field(default_factory=dict)
     rebuilt_reason: str = ""
     wrote_generation: bool = False
@@ -184,7 +185,6 @@ def update_index(
             max_words=config.boilerplate_max_words,
         )
         previous, report.rebuilt_reason = _load_previous(config, rebuild)
-        stages["prepare"], mark = time.perf_counter() - mark, time.perf_counter()
         old_docs = previous.manifest["documents"] if previous else {}
         fingerprints = {}
         for doc in raw_docs:
@@ -207,8 +207,12 @@ def update_index(
             report.chunks_total = len(previous.chunks)
             report.total_seconds = time.perf_counter() - started
             return report
-
-        embedder = embedder or embedder_for(config)
+        stages["prepare"] = time.perf_counter() - mark
+        if embedder is None:
+            mark = time.perf_counter()
+            embedder = embedder_for(config)  # the first use loads the model (and exports it)
+            stages["model"] = time.perf_counter() - mark
+        mark = time.perf_counter()
         old_by_source: dict[str, list[Chunk]] = {}
         if previous:
             for chunk in previous.chunks:

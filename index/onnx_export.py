@@ -142,7 +142,7 @@ def _export_fp32(model_dir: Path, target: Path) -> np.ndarray:
             super().__init__()
             self.inner = inner
 
-        def forward(self, input_ids, attention_mask, token_type_ids):  # noqa: D102
+        def forward(self, input_ids, attention_mask, token_type_ids):
             return self.inner(
                 input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
             ).last_hidden_state
@@ -253,7 +253,7 @@ def ensure_onnx_export(model_dir: Path, *, cache_dir: Path) -> OnnxExport:
         for leftover in cache_dir.glob(".onnx-*.partial*"):
             shutil.rmtree(leftover, ignore_errors=True)
         started = time.perf_counter()
-        logger.info("exporting %s to ONNX in %s (once; takes seconds)", model_dir.name, folder)
+        logger.info("exporting the embedding model to ONNX in %s (once; ~10 s)", folder)
         staging = cache_dir / f".{folder.name}.partial"
         staging.mkdir(parents=True)
         try:

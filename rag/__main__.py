@@ -21,6 +21,7 @@ from index import IndexConfig, IndexLoadError, OnnxExportError, update_index
 from index.config import DEFAULT_EMBEDDING_BACKEND, EMBEDDING_BACKENDS
 from rag.config import Config
 from rag.llm import find_model
+from rag.logs import configure_logging
 from rag.pipeline import Answer, open_pipeline, prepare_question
 
 logger = logging.getLogger("rag")
@@ -146,16 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     p_ask.add_argument("--max-tokens", type=int, default=384, help="LLM answer budget")
     p_ask.set_defaults(func=cmd_ask)
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG
-        if args.verbose
-        else logging.INFO
-        if not args.quiet
-        else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
+    configure_logging(
+        logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     )
-    for noisy in ("faiss", "bm25s", "sentence_transformers", "httpx", "transformers"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return args.func(args)
     except (ValueError, IndexLoadError, ImportError, OnnxExportError) as exc:

@@ -21,6 +21,7 @@ from index import IndexConfig, IndexLoadError, OnnxExportError
 from index.config import DEFAULT_EMBEDDING_BACKEND, EMBEDDING_BACKENDS
 from rag import Config
 from rag.llm import find_model
+from rag.logs import configure_logging
 from rag.pipeline import open_pipeline
 
 logger = logging.getLogger("ui")
@@ -69,9 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-ctx", type=int, default=4096, help="LLM context size")
     parser.add_argument("--threads", type=int, help="LLM threads (default: physical cores)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("faiss", "bm25s", "sentence_transformers", "httpx", "transformers"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging(logging.INFO)
     try:
         auth = resolve_auth(args.host, env)
         model = find_model(args.model, env_value=env.get("RAG_MODEL"), models_dir=Path("models"))
