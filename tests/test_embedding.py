@@ -200,6 +200,8 @@ def test_switching_backend_re_embeds_and_a_mismatched_index_is_refused(
     report = update_index(torch_config, progress=False, embedder=torch_embedder)
     assert "backend" in (report.rebuilt_reason or "")
     assert report.chunks_embedded == built.chunks_total
+    assert {"scan", "prepare", "chunk", "embed", "write"} <= set(report.stage_seconds)
+    assert report.embed_seconds == report.stage_seconds["embed"] <= report.total_seconds
     answer = Pipeline(Config(index=torch_config), embedder=torch_embedder).ask(
         "What tariff did Trump threaten on Mexican imports?"
     )
