@@ -37,9 +37,9 @@ from index.corpus_index import (
     file_sha256,
     manifest_checksum,
 )
+from index.durable import folder_lock, fsync_path, fsync_tree
 from index.embedding import Embedder, check_embedder, embedder_for
 from index.loaders import RawDocument, Skipped, scan_corpus
-from index.locking import folder_lock
 from index.stores import BM25Store, FaissVectorStore
 
 logger = logging.getLogger(__name__)
@@ -339,8 +339,8 @@ def _write_generation(
         written += FaissVectorStore(
             matrix,
             kind=dense["type"],
-            hnsw_m=dense.get("M", 32),
-            ef_search=dense.get("ef_search", 768),
+            # dense_settings() records M and ef_search for HNSW; flat search uses neither.
+            **({"hnsw_m": dense["M"], "ef_search": dense["ef_search"]} if "M" in dense else {}),
         ).save(staging)
         written += BM25Store([c.search_text for c in chunks]).save(staging)
         manifest["files"] = {
@@ -349,29 +349,17 @@ def _write_generation(
         }
         manifest["manifest_sha256"] = manifest_checksum(manifest)
         (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
-        for path in staging.rglob("*"):
-            if path.is_file():
-                with open(path, "rb") as handle:
-                    os.fsync(handle.fileno())
+        fsync_tree(staging)
         os.rename(staging, index_dir / name)
         pointer_tmp = index_dir / f".{CURRENT_FILE}.{os.getpid()}.tmp"
         pointer_tmp.write_text(name + "\n")
-        with open(pointer_tmp, "rb") as handle:
-            os.fsync(handle.fileno())
+        fsync_path(pointer_tmp)
         os.replace(pointer_tmp, index_dir / CURRENT_FILE)
-        _fsync_dir(index_dir)
+        fsync_path(index_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     _remove_stale(index_dir, keep=name)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _remove_stale(index_dir: Path, *, keep: str) -> None:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from index.locking import folder_lock
+from index.durable import folder_lock, fsync_tree
 
 logger = logging.getLogger(__name__)
 
@@ -126,12 +126,11 @@ def mean_pool(hidden: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
     return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
-def _export_fp32(model_dir: Path, target: Path) -> np.ndarray:
+def _export_fp32(model_dir: Path, target: Path, probe: dict[str, np.ndarray]) -> np.ndarray:
     """Write the transformer as ONNX; return PyTorch's pooled probe vectors for checking."""
     import torch
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoModel
 
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
     # Eager attention traces into plain MatMul/Softmax ops with no shape-specialised branches.
     model = AutoModel.from_pretrained(
         str(model_dir), local_files_only=True, attn_implementation="eager"
@@ -148,16 +147,16 @@ def _export_fp32(model_dir: Path, target: Path) -> np.ndarray:
             ).last_hidden_state
 
     wrapper = LastHiddenState(model)
-    probe = tokenizer(list(PROBES), padding=True, return_tensors="pt")
+    inputs = tuple(torch.from_numpy(probe[name]) for name in INPUT_NAMES)
     dynamic = {name: {0: "batch", 1: "sequence"} for name in (*INPUT_NAMES, "last_hidden_state")}
     with torch.no_grad():
         # Before the export: the traced module does not give the eager results afterwards.
-        hidden = wrapper(*(probe[name] for name in INPUT_NAMES)).numpy()
+        hidden = wrapper(*inputs).numpy()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about Python booleans in HF code
         torch.onnx.export(
             wrapper,
-            tuple(probe[name] for name in INPUT_NAMES),
+            inputs,
             str(target),
             input_names=list(INPUT_NAMES),
             output_names=["last_hidden_state"],
@@ -165,7 +164,7 @@ def _export_fp32(model_dir: Path, target: Path) -> np.ndarray:
             opset_version=OPSET,
             dynamo=False,
         )
-    return mean_pool(hidden, probe["attention_mask"].numpy())
+    return mean_pool(hidden, probe["attention_mask"])
 
 
 def _quantize_int8(source: Path, target: Path) -> int:
@@ -206,16 +205,21 @@ def _quantize_int8(source: Path, target: Path) -> int:
     return len(matmuls) - len(first_layer)
 
 
-def probe_vectors(model_file: Path, model_dir: Path) -> np.ndarray:
-    """Pooled ONNX Runtime vectors of the probe sentences."""
-    import onnxruntime as ort
+def probe_inputs(model_dir: Path) -> dict[str, np.ndarray]:
+    """The probe sentences tokenised and padded as int64 model inputs."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
     probe = tokenizer(list(PROBES), padding=True, return_tensors="np")
+    return {name: probe[name].astype(np.int64) for name in INPUT_NAMES}
+
+
+def probe_vectors(model_file: Path, probe: dict[str, np.ndarray]) -> np.ndarray:
+    """Pooled ONNX Runtime vectors of the probe sentences."""
+    import onnxruntime as ort
+
     session = ort.InferenceSession(str(model_file), providers=["CPUExecutionProvider"])
-    feeds = {name: probe[name].astype(np.int64) for name in INPUT_NAMES}
-    hidden = session.run(None, feeds)[0]
+    hidden = session.run(None, probe)[0]
     return mean_pool(hidden, probe["attention_mask"])
 
 
@@ -226,15 +230,6 @@ def _complete(folder: Path) -> bool:
         return all((folder / n).stat().st_size == size for n, size in record["files"].items())
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False
-
-
-def _fsync_tree(folder: Path) -> None:
-    for path in [*folder.iterdir(), folder]:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def ensure_onnx_export(model_dir: Path, *, cache_dir: Path) -> OnnxExport:
@@ -260,7 +255,7 @@ def ensure_onnx_export(model_dir: Path, *, cache_dir: Path) -> OnnxExport:
             record = _export_into(staging, model_dir)
             record.update(key=key, seconds=round(time.perf_counter() - started, 2))
             (staging / "export.json").write_text(json.dumps(record, indent=2) + "\n")
-            _fsync_tree(staging)
+            fsync_tree(staging)
             shutil.rmtree(folder, ignore_errors=True)  # an incomplete or damaged export
             staging.rename(folder)
         finally:
@@ -276,11 +271,12 @@ def ensure_onnx_export(model_dir: Path, *, cache_dir: Path) -> OnnxExport:
 def _export_into(staging: Path, model_dir: Path) -> dict:
     """Export, quantise and check against PyTorch; return the export record."""
     try:
-        reference = _export_fp32(model_dir, staging / FP32_FILE)
+        probe = probe_inputs(model_dir)
+        reference = _export_fp32(model_dir, staging / FP32_FILE, probe)
         quantized = _quantize_int8(staging / FP32_FILE, staging / INT8_FILE)
         cosines = {}
         for name in (FP32_FILE, INT8_FILE):
-            cosine = float((probe_vectors(staging / name, model_dir) * reference).sum(1).min())
+            cosine = float((probe_vectors(staging / name, probe) * reference).sum(1).min())
             if cosine < MIN_PROBE_COSINE[name]:
                 raise OnnxExportError(
                     f"ONNX export {name} drifted from PyTorch: probe cosine {cosine:.4f} < "

@@ -70,7 +70,7 @@ def test_vectors_are_unit_float32_in_input_order_whatever_the_batch(backend, cor
     assert embedder.encode([]).shape == (0, 384)
 
 
-def test_token_counts_are_the_same_on_every_backend(torch_embedder):
+def test_token_counts_are_untruncated_and_the_same_on_every_backend(torch_embedder):
     onnx = embedder_for(IndexConfig(embedding_backend="onnx-int8"))
     assert onnx.count_tokens(TEXTS) == torch_embedder.count_tokens(TEXTS)
     assert onnx.count_tokens(TEXTS)[4] > 256  # the long text is counted in full
@@ -234,7 +234,7 @@ def test_summed_passage_sizes_equal_a_recount(embedder, corpus_sentences):
 def test_a_failed_export_says_what_to_do_and_leaves_nothing(tmp_path, monkeypatch):
     from index import OnnxExportError, onnx_export
 
-    def broken(model_dir, target):
+    def broken(model_dir, target, probe):
         target.write_bytes(b"partial")
         raise TypeError("forward() got an unexpected keyword argument")
 

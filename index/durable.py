@@ -1,0 +1,41 @@
+"""Writing folders safely: an exclusive folder lock and fsync of what was written.
+
+python -c "from index.durable import folder_lock, fsync_tree; print(folder_lock, fsync_tree)"
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def folder_lock(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on folder (created if missing) for the duration of the block."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def fsync_path(path: Path) -> None:
+    """Flush one file or folder entry to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(folder: Path) -> None:
+    """Flush every file below folder, then the folder itself, before it is renamed into place."""
+    for path in folder.rglob("*"):
+        if path.is_file():
+            fsync_path(path)
+    fsync_path(folder)
