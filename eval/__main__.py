@@ -22,6 +22,7 @@ from pathlib import Path
 from eval.queries import Query, check_sources, load_queries, select_queries
 from eval.runner import METHODS, PRIMARY_METHOD, EvalRun
 from index.config import DEFAULT_EMBEDDING_BACKEND, EMBEDDING_BACKENDS
+from rag.logs import error_line
 
 logger = logging.getLogger("eval")
 
@@ -130,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             title=f"Evaluation of {args.queries.name}",
         )
     except (ValueError, IndexLoadError, ImportError, OSError) as exc:
-        sys.stderr.write(f"error: {exc}\n")
+        sys.stderr.write(f"error: {error_line(exc)}\n")
         return 2
     return 0
 

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from eval.queries import Query, query_to_dict
 from eval.report import markdown_table, text_table
+from rag.logs import error_line
 
 logger = logging.getLogger(__name__)
 
@@ -232,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
             reference=REFERENCE,
         )
     except (ValueError, IndexLoadError, ImportError, OSError) as exc:
-        sys.stderr.write(f"error: {exc}\n")
+        sys.stderr.write(f"error: {error_line(exc)}\n")
         return 2
     sys.stdout.write("\n" + comparison_text(run.metrics_by_method()))
     return 0

@@ -13,6 +13,8 @@ from index.corpus_index import (
     IndexLoadError,
     IndexMismatch,
     IndexNotFound,
+    IndexTooNew,
+    current_generation,
 )
 from index.embedding import Embedder, check_embedder, embedder_for, get_embedder
 from index.onnx_export import OnnxExportError
@@ -28,11 +30,13 @@ __all__ = [
     "IndexLoadError",
     "IndexMismatch",
     "IndexNotFound",
+    "IndexTooNew",
     "LexicalStore",
     "OnnxExportError",
     "UpdateReport",
     "VectorStore",
     "check_embedder",
+    "current_generation",
     "embedder_for",
     "get_embedder",
     "update_index",

@@ -2,8 +2,15 @@
 
     python -m rag index --corpus corpus --index data/index
 
+`update_index` is a short pipeline of typed steps, each testable alone:
+    plan_update   scan the folder, compare fingerprints with the live index -> UpdatePlan
+    chunk_documents  clean and split the new or changed documents         -> DocumentRecord
+    embed_new     embed the chunks that have no vector yet                 -> matrix rows
+    write_index   stores, checksums, fsync, then swap CURRENT             -> generation folder
 A build writes a new generation folder beside the live one, checksums it, then replaces the
 CURRENT pointer with os.replace, so a crash at any moment leaves the previous index loadable.
+The generation that was live before the swap is kept (a reader may be opening it), and only
+older ones are deleted.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import os
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -34,13 +41,17 @@ from index.corpus_index import (
     CorpusIndex,
     IndexLoadError,
     IndexNotFound,
+    IndexTooNew,
+    current_generation,
     file_sha256,
     manifest_checksum,
+    read_manifest,
+    verify_files,
 )
 from index.durable import folder_lock, fsync_path, fsync_tree
 from index.embedding import Embedder, check_embedder, embedder_for
-from index.loaders import RawDocument, Skipped, scan_corpus
-from index.stores import BM25Store, FaissVectorStore
+from index.loaders import ParseFailure, RawDocument, Skipped, scan_corpus
+from index.stores import ANALYZER, BM25Store, FaissVectorStore
 
 logger = logging.getLogger(__name__)
 
@@ -58,9 +69,9 @@ class UpdateReport:
     chunks_total: int = 0
     embed_seconds: float = 0.0
     total_seconds: float = 0.0
-    # Wall seconds per stage: scan (read + decode), prepare (page chrome, load the old index,
-    # compare fingerprints), model (load on first use), chunk (clean, split, count), embed,
-    # write (stores, checksums, fsync, swap).
+    # Wall seconds per stage: prepare (load and check the live index), scan (read, decode,
+    # page chrome, fingerprints), model (load on first use), chunk (clean, split, count),
+    # embed, write (stores, checksums, fsync, swap).
     stage_seconds: dict[str, float] = field(default_factory=dict)
     rebuilt_reason: str = ""
     wrote_generation: bool = False
@@ -77,6 +88,42 @@ class UpdateReport:
         if self.rebuilt_reason:
             text += f"; full rebuild: {self.rebuilt_reason}"
         return text
+
+
+@dataclass
+class UpdatePlan:
+    """What the corpus holds now and how it differs from the live index."""
+
+    documents: list[RawDocument]
+    skipped: list[Skipped]
+    failures: dict[str, ParseFailure]
+    chrome: set[str]
+    fingerprints: dict[str, str]
+    previous: CorpusIndex | None
+    added: list[str]
+    changed: list[str]
+    removed: list[str]
+    kept: list[str]
+    rebuilt_reason: str = ""
+
+    @property
+    def unchanged(self) -> bool:
+        """True when the live index already matches the corpus (nothing to write)."""
+        if self.previous is None or self.added or self.changed or self.removed:
+            return False
+        manifest = self.previous.manifest
+        return manifest.get("skipped") == [[s.source, s.reason] for s in self.skipped] and (
+            manifest.get("parse_failures", {}) == _failures_json(self.failures)
+        )
+
+
+@dataclass
+class DocumentRecord:
+    """One document of the new generation: its manifest entry and its chunks."""
+
+    info: dict
+    chunks: list[Chunk]
+    fresh: bool  # True when its chunks need new vectors
 
 
 def library_versions() -> dict[str, str]:
@@ -104,6 +151,79 @@ def _fingerprint(doc: RawDocument, chrome_in_doc: list[str], config: IndexConfig
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+def _failures_json(failures: dict[str, ParseFailure]) -> dict[str, dict]:
+    return {source: f.to_json() for source, f in sorted(failures.items())}
+
+
+def load_previous(config: IndexConfig, *, rebuild: bool) -> tuple[CorpusIndex | None, str]:
+    """The live index and '', or None and why a full rebuild is needed.
+
+    An index written by a newer version is never rebuilt over unless rebuild is asked for.
+    """
+    if rebuild:
+        return None, "requested (--rebuild)"
+    try:
+        return CorpusIndex.load(config), ""
+    except IndexNotFound:
+        return None, ""
+    except IndexTooNew:
+        raise
+    except IndexLoadError as exc:
+        # Any other load failure (a damaged CURRENT pointer included) means: rebuild.
+        logger.warning("previous index unusable, rebuilding: %s", exc)
+        return None, str(exc).split(";")[0]
+
+
+def plan_update(
+    config: IndexConfig, *, previous: CorpusIndex | None, rebuilt_reason: str = ""
+) -> UpdatePlan:
+    """Scan the corpus folder and sort its documents into added, changed, kept and removed."""
+    corpus_dir = Path(config.corpus_dir)
+    known = {}
+    if previous is not None:
+        known = {
+            s: ParseFailure.from_json(f)
+            for s, f in previous.manifest.get("parse_failures", {}).items()
+        }
+    scan = scan_corpus(
+        corpus_dir,
+        extensions=config.extensions,
+        max_bytes=config.max_file_bytes,
+        known_failures=known,
+    )
+    if not scan.documents:
+        reasons = "; ".join(f"{s.source}: {s.reason}" for s in scan.skipped[:5])
+        raise ValueError(
+            f"no documents to index in {corpus_dir} (supported: {', '.join(config.extensions)})"
+            + (f"; skipped {reasons}" if reasons else "")
+        )
+    chrome = find_boilerplate(
+        (d.text for d in scan.documents),
+        min_repeats=config.boilerplate_min_repeats,
+        max_words=config.boilerplate_max_words,
+    )
+    fingerprints = {}
+    for doc in scan.documents:
+        present = {line_key(line) for line in doc.text.splitlines()} & chrome
+        fingerprints[doc.source] = _fingerprint(doc, sorted(present), config)
+    old_docs = previous.manifest["documents"] if previous else {}
+    added, changed, kept = [], [], []
+    for doc in scan.documents:
+        old = old_docs.get(doc.source)
+        if old is None:
+            added.append(doc.source)
+        elif old["fingerprint"] != fingerprints[doc.source]:
+            changed.append(doc.source)
+        else:
+            kept.append(doc.source)
+    removed = sorted(set(old_docs) - {d.source for d in scan.documents})
+    return UpdatePlan(
+        documents=scan.documents, skipped=scan.skipped, failures=scan.failures, chrome=chrome,
+        fingerprints=fingerprints, previous=previous, added=added, changed=changed,
+        removed=removed, kept=kept, rebuilt_reason=rebuilt_reason,
+    )  # fmt: skip
+
+
 def _chunk_raw(doc: RawDocument, chrome: set[str], config: IndexConfig, embedder: Embedder):
     title = extract_title(
         doc.text, boilerplate=chrome, fallback=Path(doc.source).stem, hint=doc.html_title
@@ -122,20 +242,58 @@ def _chunk_raw(doc: RawDocument, chrome: set[str], config: IndexConfig, embedder
     return title, date, spans
 
 
-def _load_previous(config: IndexConfig, rebuild: bool) -> tuple[CorpusIndex | None, str]:
-    if rebuild:
-        return None, "requested (--rebuild)"
-    try:
-        return CorpusIndex.load(config), ""
-    except IndexNotFound:
-        return None, ""
-    except IndexLoadError as exc:
-        # Any other load failure (a damaged CURRENT pointer included) means: rebuild.
-        logger.warning("previous index unusable, rebuilding: %s", exc)
-        return None, str(exc).split(";")[0]
+def _new_record(doc: RawDocument, chunked, fingerprint: str) -> DocumentRecord:
+    title, date, spans = chunked
+    chunks = [
+        Chunk(
+            id=-1, source=doc.source, title=title, date=date, start=s.start, end=s.end,
+            text=doc.text[s.start : s.end], search_text=s.search_text,
+            sentences=s.sentences, n_tokens=s.n_tokens,
+        )
+        for s in spans
+    ]  # fmt: skip
+    info = {
+        "source": doc.source, "sha256": doc.sha256, "fingerprint": fingerprint, "title": title,
+        "date": date, "kind": doc.kind, "chars": len(doc.text), "chunks": len(chunks),
+    }  # fmt: skip
+    return DocumentRecord(info=info, chunks=chunks, fresh=True)
 
 
-def _embed(embedder: Embedder, texts: list[str], config: IndexConfig, progress: bool) -> np.ndarray:
+def chunk_documents(
+    plan: UpdatePlan, *, config: IndexConfig, embedder: Embedder
+) -> list[DocumentRecord]:
+    """Records of every document, in scan order: kept ones reuse their chunks, others are cut."""
+    kept = set(plan.kept)
+    old_by_source: dict[str, list[Chunk]] = {}
+    if plan.previous is not None:
+        for chunk in plan.previous.chunks:
+            if chunk.source in kept:
+                old_by_source.setdefault(chunk.source, []).append(chunk)
+    to_chunk = [doc for doc in plan.documents if doc.source not in kept]
+    # Two threads: the tokenizer releases the GIL while counting, the rest interleaves.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        chunked = dict(
+            zip(
+                [doc.source for doc in to_chunk],
+                pool.map(lambda doc: _chunk_raw(doc, plan.chrome, config, embedder), to_chunk),
+                strict=True,
+            )
+        )
+    old_docs = plan.previous.manifest["documents"] if plan.previous else {}
+    records = []
+    for doc in plan.documents:
+        if doc.source in kept:
+            info = dict(old_docs[doc.source])
+            records.append(DocumentRecord(info, old_by_source.get(doc.source, []), fresh=False))
+        else:
+            records.append(_new_record(doc, chunked[doc.source], plan.fingerprints[doc.source]))
+    return records
+
+
+def embed_texts(
+    embedder: Embedder, texts: list[str], *, config: IndexConfig, progress: bool
+) -> np.ndarray:
+    """Vectors of texts, in batches, with a progress bar."""
     from tqdm import tqdm
 
     parts = []
@@ -151,6 +309,61 @@ def _embed(embedder: Embedder, texts: list[str], config: IndexConfig, progress: 
     return np.concatenate(parts)
 
 
+def assemble(
+    records: list[DocumentRecord],
+    fresh_vectors: np.ndarray,
+    *,
+    previous: CorpusIndex | None,
+    dimension: int,
+) -> tuple[list[Chunk], np.ndarray]:
+    """All chunks numbered in order, and their vectors: new ones, or the previous index's."""
+    chunks: list[Chunk] = []
+    vectors: list[np.ndarray] = []
+    next_fresh = 0
+    for record in records:
+        for chunk in record.chunks:
+            if record.fresh:
+                vectors.append(fresh_vectors[next_fresh])
+                next_fresh += 1
+            else:
+                vectors.append(previous.vectors.vectors[chunk.id])
+            position = len(chunks)
+            chunks.append(chunk if chunk.id == position else replace(chunk, id=position))
+    matrix = np.stack(vectors) if vectors else np.zeros((0, dimension), np.float32)
+    return chunks, matrix
+
+
+def build_manifest(
+    plan: UpdatePlan,
+    records: list[DocumentRecord],
+    *,
+    config: IndexConfig,
+    embedder: Embedder,
+    chunk_count: int,
+) -> dict:
+    """The manifest of the new generation (file checksums are added when it is written)."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "corpus_dir": str(Path(config.corpus_dir).resolve()),
+        "embedding": {
+            "model": config.embedding_model,
+            "backend": embedder.backend,
+            "dimension": int(embedder.dimension),
+            "max_seq_length": config.max_seq_length,
+            "normalized": True,
+        },
+        "chunking": config.chunking_params(),
+        "dense": dense_settings(config, chunk_count),
+        "bm25": {"variant": "lucene", "k1": 1.2, "b": 0.75, "tokenizer": ANALYZER},
+        "versions": library_versions(),
+        "chunk_count": chunk_count,
+        "documents": {r.info["source"]: r.info for r in records},
+        "skipped": [[s.source, s.reason] for s in plan.skipped],
+        "parse_failures": _failures_json(plan.failures),
+    }
+
+
 def update_index(
     config: IndexConfig,
     *,
@@ -162,148 +375,52 @@ def update_index(
     started = time.perf_counter()
     if embedder is not None:
         check_embedder(embedder, config)
-    corpus_dir = Path(config.corpus_dir)
-    if not corpus_dir.is_dir():
-        raise ValueError(f"corpus folder not found: {corpus_dir}")
+    if not Path(config.corpus_dir).is_dir():
+        raise ValueError(f"corpus folder not found: {config.corpus_dir}")
     report = UpdateReport()
     stages = report.stage_seconds
     with folder_lock(Path(config.index_dir)):
         mark = time.perf_counter()
-        raw_docs, report.skipped = scan_corpus(
-            corpus_dir, extensions=config.extensions, max_bytes=config.max_file_bytes
-        )
+        previous, reason = load_previous(config, rebuild=rebuild)
+        stages["prepare"], mark = time.perf_counter() - mark, time.perf_counter()
+        plan = plan_update(config, previous=previous, rebuilt_reason=reason)
+        _report_plan(report, plan)
         stages["scan"], mark = time.perf_counter() - mark, time.perf_counter()
-        if not raw_docs:
-            reasons = "; ".join(f"{s.source}: {s.reason}" for s in report.skipped[:5])
-            raise ValueError(
-                f"no documents to index in {corpus_dir} (supported: {', '.join(config.extensions)})"
-                + (f"; skipped {reasons}" if reasons else "")
-            )
-        chrome = find_boilerplate(
-            (d.text for d in raw_docs),
-            min_repeats=config.boilerplate_min_repeats,
-            max_words=config.boilerplate_max_words,
-        )
-        previous, report.rebuilt_reason = _load_previous(config, rebuild)
-        old_docs = previous.manifest["documents"] if previous else {}
-        fingerprints = {}
-        for doc in raw_docs:
-            present = {line_key(line) for line in doc.text.splitlines()} & chrome
-            fingerprints[doc.source] = _fingerprint(doc, sorted(present), config)
-        new_sources = {d.source for d in raw_docs}
-        report.removed = sorted(set(old_docs) - new_sources)
-        for doc in raw_docs:
-            old = old_docs.get(doc.source)
-            if old is None:
-                report.added.append(doc.source)
-            elif old["fingerprint"] != fingerprints[doc.source]:
-                report.changed.append(doc.source)
-            else:
-                report.kept.append(doc.source)
-        unchanged_skips = previous is not None and previous.manifest.get("skipped") == [
-            [s.source, s.reason] for s in report.skipped
-        ]
-        if previous and not (report.added or report.changed or report.removed) and unchanged_skips:
+        if plan.unchanged:
             report.chunks_total = len(previous.chunks)
             report.total_seconds = time.perf_counter() - started
             return report
-        stages["prepare"] = time.perf_counter() - mark
         if embedder is None:
-            mark = time.perf_counter()
             embedder = embedder_for(config)  # the first use loads the model (and exports it)
-            stages["model"] = time.perf_counter() - mark
+            stages["model"], mark = time.perf_counter() - mark, time.perf_counter()
+        records = chunk_documents(plan, config=config, embedder=embedder)
+        stages["chunk"], mark = time.perf_counter() - mark, time.perf_counter()
+        texts = [c.search_text for r in records if r.fresh for c in r.chunks]
+        fresh = embed_texts(embedder, texts, config=config, progress=progress)
+        report.embed_seconds = stages["embed"] = time.perf_counter() - mark
         mark = time.perf_counter()
-        old_by_source: dict[str, list[Chunk]] = {}
-        if previous:
-            for chunk in previous.chunks:
-                old_by_source.setdefault(chunk.source, []).append(chunk)
-
-        to_chunk = [doc for doc in raw_docs if doc.source not in report.kept]
-        # Two threads: the tokenizer releases the GIL while counting, the rest interleaves.
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            chunked = dict(
-                zip(
-                    [doc.source for doc in to_chunk],
-                    pool.map(lambda doc: _chunk_raw(doc, chrome, config, embedder), to_chunk),
-                    strict=True,
-                )
-            )
-        records: list[tuple[dict, list[Chunk]]] = []
-        new_rows: list[tuple[int, int]] = []  # (document position, chunk position) to embed
-        for d_pos, doc in enumerate(raw_docs):
-            if doc.source in report.kept:
-                chunks = old_by_source.get(doc.source, [])
-                info = dict(old_docs[doc.source])
-            else:
-                title, date, spans = chunked[doc.source]
-                chunks = [
-                    Chunk(
-                        id=-1, source=doc.source, title=title, date=date, start=s.start, end=s.end,
-                        text=doc.text[s.start : s.end], search_text=s.search_text,
-                        sentences=s.sentences, n_tokens=s.n_tokens,
-                    )
-                    for s in spans
-                ]  # fmt: skip
-                info = {
-                    "source": doc.source, "sha256": doc.sha256,
-                    "fingerprint": fingerprints[doc.source], "title": title, "date": date,
-                    "kind": doc.kind, "chars": len(doc.text), "chunks": len(chunks),
-                }  # fmt: skip
-                new_rows.extend((d_pos, c_pos) for c_pos in range(len(chunks)))
-            records.append((info, chunks))
-
-        stages["chunk"] = time.perf_counter() - mark
-        embed_started = time.perf_counter()
-        new_vectors = _embed(
-            embedder, [records[d][1][c].search_text for d, c in new_rows], config, progress
+        report.chunks_embedded = len(texts)
+        chunks, matrix = assemble(records, fresh, previous=previous, dimension=embedder.dimension)
+        manifest = build_manifest(
+            plan, records, config=config, embedder=embedder, chunk_count=len(chunks)
         )
-        report.embed_seconds = stages["embed"] = time.perf_counter() - embed_started
-        mark = time.perf_counter()
-        report.chunks_embedded = len(new_rows)
-        fresh = {row: new_vectors[i] for i, row in enumerate(new_rows)}
-
-        all_chunks: list[Chunk] = []
-        vectors: list[np.ndarray] = []
-        for d_pos, (_info, chunks) in enumerate(records):
-            for c_pos, chunk in enumerate(chunks):
-                if (d_pos, c_pos) in fresh:
-                    vectors.append(fresh[(d_pos, c_pos)])
-                else:
-                    vectors.append(previous.vectors.vectors[chunk.id])
-                all_chunks.append(_renumber(chunk, len(all_chunks)))
-        matrix = np.stack(vectors) if vectors else np.zeros((0, embedder.dimension), np.float32)
-        manifest = {
-            "format_version": FORMAT_VERSION,
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "corpus_dir": str(corpus_dir.resolve()),
-            "embedding": {
-                "model": config.embedding_model,
-                "backend": embedder.backend,
-                "dimension": int(embedder.dimension),
-                "max_seq_length": config.max_seq_length,
-                "normalized": True,
-            },  # fmt: skip
-            "chunking": config.chunking_params(),
-            "dense": dense_settings(config, len(all_chunks)),
-            "bm25": {
-                "variant": "lucene",
-                "k1": 1.2,
-                "b": 0.75,
-                "tokenizer": "snowball-en+stopwords",
-            },
-            "versions": library_versions(),
-            "chunk_count": len(all_chunks),
-            "documents": {info["source"]: info for info, _ in records},
-            "skipped": [[s.source, s.reason] for s in report.skipped],
-        }
-        _write_generation(Path(config.index_dir), manifest, all_chunks, matrix)
+        write_generation(
+            Path(config.index_dir), manifest, chunks, matrix,
+            keep=_generation_to_keep(config, previous, rebuild),
+        )  # fmt: skip
         report.wrote_generation = True
         stages["write"] = time.perf_counter() - mark
-        report.chunks_total = len(all_chunks)
+        report.chunks_total = len(chunks)
     report.total_seconds = time.perf_counter() - started
     logger.info("index updated: %s", report.summary())
     logger.debug("stages: %s", ", ".join(f"{k} {v:.2f}s" for k, v in report.stage_seconds.items()))
     return report
+
+
+def _report_plan(report: UpdateReport, plan: UpdatePlan) -> None:
+    report.added, report.changed = plan.added, plan.changed
+    report.removed, report.kept = plan.removed, plan.kept
+    report.skipped, report.rebuilt_reason = plan.skipped, plan.rebuilt_reason
 
 
 def dense_settings(config: IndexConfig, chunks: int) -> dict:
@@ -318,54 +435,85 @@ def dense_settings(config: IndexConfig, chunks: int) -> dict:
     }
 
 
-def _renumber(chunk: Chunk, new_id: int) -> Chunk:
-    from dataclasses import replace
+def _generation_to_keep(config: IndexConfig, previous: CorpusIndex | None, rebuild: bool):
+    """The live generation's name when it is sound (loaded, or not read because of --rebuild).
 
-    return chunk if chunk.id == new_id else replace(chunk, id=new_id)
+    A generation that failed to load is useless to readers and is deleted after the swap.
+    """
+    if previous is not None:
+        return previous.folder.name
+    if not rebuild:
+        return None
+    try:
+        live = current_generation(config.index_dir)
+        if live is None:
+            return None
+        verify_files(live, read_manifest(live))  # checksums only: nothing is loaded
+    except IndexLoadError:
+        return None
+    return live.name
 
 
-def _write_generation(
-    index_dir: Path, manifest: dict, chunks: list[Chunk], matrix: np.ndarray
-) -> None:
+def write_generation(
+    index_dir: Path,
+    manifest: dict,
+    chunks: list[Chunk],
+    matrix: np.ndarray,
+    *,
+    keep: str | None = None,
+) -> Path:
+    """Write a new generation, make it live, and delete all others but keep."""
     name = f"gen-{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{os.getpid()}"
     staging = index_dir / f".{name}.tmp"
     staging.mkdir(parents=True)
     try:
-        with open(staging / CHUNKS_FILE, "w", encoding="utf-8") as handle:
-            for chunk in chunks:
-                handle.write(chunk.to_json() + "\n")
-        written = [CHUNKS_FILE]
-        dense = manifest["dense"]
-        written += FaissVectorStore(
-            matrix,
-            kind=dense["type"],
-            # dense_settings() records M and ef_search for HNSW; flat search uses neither.
-            **({"hnsw_m": dense["M"], "ef_search": dense["ef_search"]} if "M" in dense else {}),
-        ).save(staging)
-        written += BM25Store([c.search_text for c in chunks]).save(staging)
-        manifest["files"] = {
-            n: {"bytes": (staging / n).stat().st_size, "sha256": file_sha256(staging / n)}
-            for n in written
-        }
-        manifest["manifest_sha256"] = manifest_checksum(manifest)
-        (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
+        _write_files(staging, manifest, chunks, matrix)
         fsync_tree(staging)
         os.rename(staging, index_dir / name)
         pointer_tmp = index_dir / f".{CURRENT_FILE}.{os.getpid()}.tmp"
-        pointer_tmp.write_text(name + "\n")
-        fsync_path(pointer_tmp)
-        os.replace(pointer_tmp, index_dir / CURRENT_FILE)
+        try:
+            pointer_tmp.write_text(name + "\n")
+            fsync_path(pointer_tmp)
+            os.replace(pointer_tmp, index_dir / CURRENT_FILE)
+        finally:
+            pointer_tmp.unlink(missing_ok=True)
         fsync_path(index_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    _remove_stale(index_dir, keep=name)
+    remove_stale(index_dir, keep={name} | ({keep} if keep else set()))
+    return index_dir / name
 
 
-def _remove_stale(index_dir: Path, *, keep: str) -> None:
-    """Delete old generations and leftovers of crashed builds (readers hold loaded copies)."""
+def _write_files(staging: Path, manifest: dict, chunks: list[Chunk], matrix: np.ndarray) -> None:
+    with open(staging / CHUNKS_FILE, "w", encoding="utf-8") as handle:
+        for chunk in chunks:
+            handle.write(chunk.to_json() + "\n")
+    written = [CHUNKS_FILE]
+    dense = manifest["dense"]
+    written += FaissVectorStore(
+        matrix,
+        kind=dense["type"],
+        # dense_settings() records M and ef_search for HNSW; flat search uses neither.
+        **({"hnsw_m": dense["M"], "ef_search": dense["ef_search"]} if "M" in dense else {}),
+    ).save(staging)
+    written += BM25Store([c.search_text for c in chunks]).save(staging)
+    manifest["files"] = {
+        n: {"bytes": (staging / n).stat().st_size, "sha256": file_sha256(staging / n)}
+        for n in written
+    }
+    manifest["manifest_sha256"] = manifest_checksum(manifest)
+    (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
+
+
+def remove_stale(index_dir: Path, *, keep: set[str]) -> None:
+    """Delete generations not in keep and leftovers of crashed builds.
+
+    The generation that was live until the swap is in keep: another process may have read
+    CURRENT just before it changed and be opening that folder now.
+    """
     for path in index_dir.iterdir():
-        if path.name in (keep, CURRENT_FILE, ".lock"):
+        if path.name in keep or path.name in (CURRENT_FILE, ".lock"):
             continue
         if path.name.startswith(("gen-", ".gen-", f".{CURRENT_FILE}.")):
             if path.is_dir():

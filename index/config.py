@@ -23,6 +23,8 @@ class IndexConfig:
 
     corpus_dir: Path = Path("corpus")
     index_dir: Path = Path("data/index")
+    # Removed and replaced documents are moved here (one subfolder per corpus), never unlinked.
+    trash_dir: Path = Path("data/trash")
     embedding_model: str = DEFAULT_EMBEDDING_MODEL
     embedding_backend: str = DEFAULT_EMBEDDING_BACKEND
     # Where the ONNX export of the model is cached (built once, offline, from the same weights).
@@ -51,6 +53,7 @@ class IndexConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "corpus_dir", Path(self.corpus_dir))
         object.__setattr__(self, "index_dir", Path(self.index_dir))
+        object.__setattr__(self, "trash_dir", Path(self.trash_dir))
         object.__setattr__(self, "embedding_cache_dir", Path(self.embedding_cache_dir))
         if self.embedding_backend not in EMBEDDING_BACKENDS:
             raise ValueError(

@@ -16,11 +16,12 @@ import hashlib
 import json
 import logging
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from index.config import IndexConfig
-from index.stores import BM25Store, FaissVectorStore, LexicalStore, VectorStore
+from index.stores import ANALYZER, BM25Store, FaissVectorStore, LexicalStore, VectorStore
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,10 @@ class IndexNotFound(IndexLoadError):
 
 class IndexMismatch(IndexLoadError):
     """The index was built with another embedding model or other chunking settings."""
+
+
+class IndexTooNew(IndexLoadError):
+    """The index was written by a newer version of this program; it is never rebuilt over."""
 
 
 class IndexCorrupt(IndexLoadError):
@@ -137,7 +142,14 @@ def check_manifest(manifest: object, path: Path) -> None:
 
 def check_compatible(manifest: dict, config: IndexConfig) -> None:
     """Raise IndexMismatch when the index was built with another model, backend or chunking."""
-    if manifest.get("format_version") != FORMAT_VERSION:
+    version = manifest.get("format_version")
+    if isinstance(version, int) and version > FORMAT_VERSION:
+        raise IndexTooNew(
+            f"the index was written by a newer version of this program (format {version}; "
+            f"this version reads format {FORMAT_VERSION}); it was left untouched. Upgrade, "
+            "or replace it (re-embedding everything) with: python -m rag index --rebuild"
+        )
+    if version != FORMAT_VERSION:
         raise IndexMismatch(
             f"index format {manifest.get('format_version')} is not {FORMAT_VERSION}; "
             "rebuild with: python -m rag index --rebuild"
@@ -155,6 +167,12 @@ def check_compatible(manifest: dict, config: IndexConfig) -> None:
             f"index was embedded with the {backend!r} backend, config uses "
             f"{config.embedding_backend!r} (vectors differ slightly); "
             "rebuild with: python -m rag index --rebuild"
+        )
+    analyzer = manifest.get("bm25", {}).get("tokenizer")
+    if analyzer != ANALYZER:
+        raise IndexMismatch(
+            f"index was built with the lexical analyzer {analyzer!r}, this version uses "
+            f"{ANALYZER!r}; rebuild with: python -m rag index --rebuild"
         )
     if manifest.get("chunking") != config.chunking_params():
         raise IndexMismatch(
@@ -192,25 +210,43 @@ class CorpusIndex:
         return int(self.manifest["embedding"]["dimension"])
 
     @classmethod
-    def load(cls, config: IndexConfig, *, verify: bool = True) -> CorpusIndex:
-        """Load the live generation; raise IndexLoadError subclasses with a clear message."""
+    def load(
+        cls,
+        config: IndexConfig,
+        *,
+        verify: bool = True,
+        on_pointer_read: Callable[[Path], None] | None = None,
+    ) -> CorpusIndex:
+        """Load the live generation; raise IndexLoadError subclasses with a clear message.
+
+        A build keeps the generation it replaced, but two builds in a row delete it: a reader
+        whose folder vanished after it read CURRENT reads CURRENT once more.
+        on_pointer_read (tests) runs between reading CURRENT and opening the folder.
+        """
+        folder = cls._live_folder(config)
+        if on_pointer_read is not None:
+            on_pointer_read(folder)
+        try:
+            return cls._load_folder(folder, config, verify=verify)
+        except IndexCorrupt:
+            again = cls._live_folder(config)
+            if again == folder and folder.is_dir():
+                raise
+            logger.info("generation %s was replaced while loading; loading %s", folder, again)
+            return cls._load_folder(again, config, verify=verify)
+
+    @staticmethod
+    def _live_folder(config: IndexConfig) -> Path:
         folder = current_generation(config.index_dir)
         if folder is None:
             raise IndexNotFound(
                 f"no index in {config.index_dir}; build one with: python -m rag index"
             )
-        manifest_path = folder / MANIFEST_FILE
-        try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except FileNotFoundError as exc:
-            raise IndexCorrupt(
-                f"{manifest_path} is missing; run: python -m rag index --rebuild"
-            ) from exc
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise IndexCorrupt(
-                f"{manifest_path} is not valid JSON ({exc}); run: python -m rag index --rebuild"
-            ) from exc
-        check_manifest(manifest, manifest_path)
+        return folder
+
+    @classmethod
+    def _load_folder(cls, folder: Path, config: IndexConfig, *, verify: bool) -> CorpusIndex:
+        manifest = read_manifest(folder)
         check_compatible(manifest, config)
         if verify:
             verify_files(folder, manifest)
@@ -236,6 +272,23 @@ class CorpusIndex:
         return cls(
             folder=folder, manifest=manifest, chunks=chunks, vectors=vectors, lexical=lexical
         )
+
+
+def read_manifest(folder: Path) -> dict:
+    """The generation's manifest, checked against its own checksum."""
+    manifest_path = folder / MANIFEST_FILE
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise IndexCorrupt(
+            f"{manifest_path} is missing; run: python -m rag index --rebuild"
+        ) from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise IndexCorrupt(
+            f"{manifest_path} is not valid JSON ({exc}); run: python -m rag index --rebuild"
+        ) from exc
+    check_manifest(manifest, manifest_path)
+    return manifest
 
 
 def verify_files(folder: Path, manifest: dict) -> None:

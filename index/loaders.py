@@ -12,11 +12,14 @@ from __future__ import annotations
 import hashlib
 import html
 import logging
+import os
 import re
 import sys
 from dataclasses import dataclass
 from html.parser import HTMLParser
+from importlib import metadata
 from pathlib import Path
+from typing import NamedTuple
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +51,8 @@ class Skipped:
 
     source: str
     reason: str
+    # True when the file's content could not be parsed (as opposed to a type or size check).
+    parse_failed: bool = False
 
 
 class _VisibleText(HTMLParser):
@@ -178,6 +183,50 @@ def pdf_to_text(path: Path) -> tuple[str, str]:
     return "\n\n".join(p for p in pages if p), title
 
 
+# Bumped when a reader's output changes, so that files it failed on are tried again.
+READER_VERSIONS = {".txt": "text-1", ".md": "text-1", ".html": "html-1", ".htm": "html-1"}
+
+
+def reader_version(suffix: str) -> str:
+    """Name and version of the reader (and its library) used for files with this suffix."""
+    if suffix == ".pdf":
+        try:
+            return f"pdf-1 pypdf-{metadata.version('pypdf')}"
+        except metadata.PackageNotFoundError:
+            return "pdf-1 pypdf-missing"
+    return READER_VERSIONS.get(suffix, "none")
+
+
+@dataclass(frozen=True)
+class ParseFailure:
+    """A file whose content could not be read: it is not parsed again until one of these changes."""
+
+    size: int
+    mtime_ns: int
+    reader: str
+    reason: str
+
+    def to_json(self) -> dict:
+        """The manifest's record of the failure."""
+        return {"size": self.size, "mtime_ns": self.mtime_ns, "reader": self.reader,
+                "reason": self.reason}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, data: dict) -> ParseFailure:
+        """Read a failure back from the manifest."""
+        return cls(
+            int(data["size"]), int(data["mtime_ns"]), str(data["reader"]), str(data["reason"])
+        )
+
+
+class ScanResult(NamedTuple):
+    """Documents read, files skipped (with reasons), and the content failures among the skips."""
+
+    documents: list[RawDocument]
+    skipped: list[Skipped]
+    failures: dict[str, ParseFailure]
+
+
 def read_document(path: Path, *, source: str, max_bytes: int) -> RawDocument | Skipped:
     """Load one file into a RawDocument, or say why it was skipped."""
     suffix = path.suffix.lower()
@@ -193,74 +242,142 @@ def read_document(path: Path, *, source: str, max_bytes: int) -> RawDocument | S
     try:
         if suffix == ".pdf":
             if not data.startswith(b"%PDF"):
-                return Skipped(source, "not a PDF (no %PDF header)")
+                return Skipped(source, "not a PDF (no %PDF header)", parse_failed=True)
             text, title = pdf_to_text(path)
         else:
             if data.startswith(b"%PDF"):
-                return Skipped(source, f"a PDF with a {suffix} extension (rename it to .pdf)")
+                return Skipped(
+                    source,
+                    f"a PDF with a {suffix} extension (rename it to .pdf)",
+                    parse_failed=True,
+                )
             if looks_binary(data):
-                return Skipped(source, "binary content in a text file")
+                return Skipped(source, "binary content in a text file", parse_failed=True)
             text = decode_bytes(data)
             if suffix in (".html", ".htm"):
                 text, title = html_to_text(text)
     except Exception as exc:
-        return Skipped(source, f"could not extract text: {type(exc).__name__}: {exc}"[:300])
+        reason = f"could not extract text: {type(exc).__name__}: {exc}"[:300]
+        return Skipped(source, reason, parse_failed=True)
     text = text.replace("\x00", "")
     if not text.strip():
-        return Skipped(source, "no text")
+        return Skipped(source, "no text", parse_failed=True)
     return RawDocument(
         source=source, text=text, sha256=sha, kind=suffix.lstrip("."), html_title=title
     )
 
 
+def _walk(corpus_dir: Path) -> tuple[list[Path], list[Skipped]]:
+    """Every entry below corpus_dir (symlinked folders listed, not entered), sorted, and the
+    folders that could not be listed."""
+    unreadable: list[Skipped] = []
+
+    def report(error: OSError) -> None:
+        where = Path(error.filename or corpus_dir)
+        source = where.relative_to(corpus_dir).as_posix() if where != corpus_dir else "."
+        unreadable.append(
+            Skipped(f"{source}/", f"folder unreadable: {error.strerror or error}; its files "
+                    "are not indexed (check its permissions)")
+        )  # fmt: skip
+
+    paths: list[Path] = []
+    for folder, dirs, files in os.walk(corpus_dir, onerror=report, followlinks=False):
+        base = Path(folder)
+        dirs[:] = [d for d in dirs if not d.startswith(".")]  # .git, .Trash: not documents
+        paths.extend(base / d for d in dirs)
+        paths.extend(base / f for f in files if not f.startswith("."))
+    return sorted(paths), unreadable
+
+
+def _known_failure(path: Path, source: str, known: dict[str, ParseFailure]) -> ParseFailure | None:
+    """The recorded failure of this file when neither its bytes nor its reader changed."""
+    failure = known.get(source)
+    if failure is None:
+        return None
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    same_file = (stat.st_size, stat.st_mtime_ns) == (failure.size, failure.mtime_ns)
+    return failure if same_file and failure.reader == reader_version(path.suffix.lower()) else None
+
+
+def _check_entry(path: Path, source: str, root: Path, extensions: tuple[str, ...]) -> str | None:
+    """Why an entry is not a document to read, or None when it is; '' for folders."""
+    try:
+        source.encode("utf-8")
+    except UnicodeEncodeError:
+        # Undecodable bytes in a name (surrogate escapes) cannot be written to the UTF-8 index
+        # files; they used to abort the whole build.
+        return "file name is not valid UTF-8 (rename it)"
+    if path.is_symlink():
+        return "symbolic link (not followed)"
+    if not path.is_file():
+        return "" if path.is_dir() else "not a regular file"
+    if not path.resolve().is_relative_to(root):
+        return "outside the corpus folder"
+    if path.suffix.lower() not in extensions:
+        return f"unsupported file type {path.suffix or '(none)'}"
+    return None
+
+
 def scan_corpus(
-    corpus_dir: Path, *, extensions: tuple[str, ...], max_bytes: int
-) -> tuple[list[RawDocument], list[Skipped]]:
-    """Read every supported file under corpus_dir (recursively, symlinks not followed)."""
+    corpus_dir: Path,
+    *,
+    extensions: tuple[str, ...],
+    max_bytes: int,
+    known_failures: dict[str, ParseFailure] | None = None,
+) -> ScanResult:
+    """Read every supported file under corpus_dir (recursively, symlinks not followed).
+
+    A file listed in known_failures whose size, modification time and reader are unchanged
+    is skipped with its recorded reason instead of being parsed again.
+    """
     corpus_dir = Path(corpus_dir)
     if not corpus_dir.is_dir():
         raise ValueError(f"corpus folder not found: {corpus_dir}")
     root = corpus_dir.resolve()
+    known = known_failures or {}
+    paths, skipped = _walk(corpus_dir)
     documents: list[RawDocument] = []
-    skipped: list[Skipped] = []
-    for path in sorted(corpus_dir.rglob("*")):
+    failures: dict[str, ParseFailure] = {}
+    for path in paths:
         source = path.relative_to(corpus_dir).as_posix()
-        if any(part.startswith(".") for part in path.relative_to(corpus_dir).parts):
-            continue  # hidden files and folders (.git, .DS_Store) are not documents
-        try:
-            source.encode("utf-8")
-        except UnicodeEncodeError:
-            # Undecodable bytes in a name (surrogate escapes) cannot be written to the
-            # UTF-8 index files; they used to abort the whole build.
+        why = _check_entry(path, source, root, extensions)
+        if why == "":
+            continue
+        if why is not None:
             printable = source.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-            skipped.append(Skipped(printable, "file name is not valid UTF-8 (rename it)"))
+            skipped.append(Skipped(printable, why))
             continue
-        if path.is_symlink():
-            skipped.append(Skipped(source, "symbolic link (not followed)"))
-            continue
-        if not path.is_file():
-            if not path.is_dir():
-                skipped.append(Skipped(source, "not a regular file"))
-            continue
-        if not path.resolve().is_relative_to(root):
-            skipped.append(Skipped(source, "outside the corpus folder"))
-            continue
-        if path.suffix.lower() not in extensions:
-            skipped.append(Skipped(source, f"unsupported file type {path.suffix or '(none)'}"))
-            continue
-        result = read_document(path, source=source, max_bytes=max_bytes)
-        if isinstance(result, Skipped):
-            skipped.append(result)
-        else:
+        failure = _known_failure(path, source, known)
+        result = Skipped(source, failure.reason) if failure else None
+        if result is None:
+            result = read_document(path, source=source, max_bytes=max_bytes)
+        if isinstance(result, RawDocument):
             documents.append(result)
+            continue
+        skipped.append(result)
+        if failure is None and result.parse_failed:
+            failure = _failure_record(path, result.reason)
+        if failure is not None:
+            failures[source] = failure
     for item in skipped:
         logger.info("skipped %s: %s", item.source, item.reason)
-    return documents, skipped
+    return ScanResult(documents, skipped, failures)
+
+
+def _failure_record(path: Path, reason: str) -> ParseFailure | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return ParseFailure(stat.st_size, stat.st_mtime_ns, reader_version(path.suffix.lower()), reason)
 
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    docs, skips = scan_corpus(
+    docs, skips, _ = scan_corpus(
         Path(sys.argv[1] if len(sys.argv) > 1 else "corpus"),
         extensions=(".txt", ".md", ".html", ".htm", ".pdf"),
         max_bytes=50 * 2**20,

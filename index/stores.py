@@ -21,6 +21,9 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 _TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+# Name of the lexical analyzer (tokenizer, stop words, stemmer). Recorded in the manifest: an
+# index built with another analyzer is rebuilt, since its BM25 terms would not match queries.
+ANALYZER = "snowball-en+stopwords"
 
 
 class VectorStore(Protocol):
@@ -264,7 +267,7 @@ class BM25Store:
         if self.size:
             self.retriever.save(str(path), show_progress=False)
         (path / "store.json").write_text(
-            json.dumps({"size": self.size, "tokenizer": "snowball-en"})
+            json.dumps({"size": self.size, "tokenizer": ANALYZER})
         )
         return sorted(f"{self.folder_name}/{p.name}" for p in path.iterdir())
 

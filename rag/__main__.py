@@ -21,7 +21,7 @@ from index import IndexConfig, IndexLoadError, OnnxExportError, update_index
 from index.config import DEFAULT_EMBEDDING_BACKEND, EMBEDDING_BACKENDS
 from rag.config import Config
 from rag.llm import find_model
-from rag.logs import configure_logging
+from rag.logs import configure_logging, error_line
 from rag.pipeline import Answer, open_pipeline, prepare_question
 
 logger = logging.getLogger("rag")
@@ -152,8 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return args.func(args)
-    except (ValueError, IndexLoadError, ImportError, OnnxExportError) as exc:
-        sys.stderr.write(f"error: {exc}\n")
+    except (ValueError, IndexLoadError, ImportError, OnnxExportError, OSError) as exc:
+        sys.stderr.write(f"error: {error_line(exc)}\n")
         return 2
 
 

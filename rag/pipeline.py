@@ -15,7 +15,14 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from index import CorpusIndex, Embedder, LexicalStore, check_embedder, embedder_for
+from index import (
+    CorpusIndex,
+    Embedder,
+    IndexLoadError,
+    LexicalStore,
+    check_embedder,
+    embedder_for,
+)
 from rag.config import ABSTAIN_SENTENCE, Config
 from rag.extractive import PickedSentence, is_weak, measure_evidence, pick_sentences
 from rag.followup import needs_context, standalone_query
@@ -153,6 +160,7 @@ class Pipeline:
             check_embedder(embedder, config.index)
         self.embedder = embedder or embedder_for(config.index)
         self._lock = threading.Lock()
+        self._reload_lock = threading.Lock()
         self._model = model
         # The GGUF is loaded on the first question, so the UI starts without waiting for it.
         self.model_slot = ModelSlot(
@@ -198,6 +206,29 @@ class Pipeline:
         retriever = self._load()
         with self._lock:
             self.retriever = retriever
+
+    def is_stale(self) -> bool:
+        """True when CURRENT names another generation than the one answering questions.
+
+        Another process (`rag index`, a second chat server) may have switched the index.
+        """
+        from index import current_generation
+
+        try:
+            live = current_generation(self.config.index.index_dir)
+        except IndexLoadError:
+            return False
+        return live is not None and live.resolve() != self.index.folder.resolve()
+
+    def refresh_if_stale(self) -> bool:
+        """Reload when the index on disk changed since it was loaded; True when it did."""
+        if not self.is_stale():
+            return False
+        with self._reload_lock:
+            if self.is_stale():
+                self.reload()
+                return True
+        return False
 
     def ask(
         self, question: str, *, history: Sequence[str] = (), method: str | None = None
@@ -310,11 +341,13 @@ def open_pipeline(config: Config, *, refresh: bool = False, progress: bool = Tru
     With refresh=False an existing compatible index is used as it is; a missing, mismatched
     or corrupt one is (re)built from the corpus folder.
     """
-    from index import IndexLoadError, update_index
+    from index import IndexTooNew, update_index
 
     if not refresh:
         try:
             return Pipeline(config)  # loads (and verifies) the index once
+        except IndexTooNew:
+            raise  # written by a newer version: only an explicit --rebuild replaces it
         except IndexLoadError as exc:
             logger.warning("%s", str(exc).split(";")[0])
     report = update_index(config.index, progress=progress)

@@ -11,7 +11,8 @@ EXTS = (".txt", ".md", ".html", ".htm", ".pdf")
 
 
 def scan(folder):
-    return scan_corpus(folder, extensions=EXTS, max_bytes=1_000_000)
+    result = scan_corpus(folder, extensions=EXTS, max_bytes=1_000_000)
+    return result.documents, result.skipped
 
 
 def test_reads_all_types_recursively(tmp_path):

@@ -314,7 +314,8 @@ def check_accounting(made: list[tuple[Spec, str]], docs, skipped) -> None:
 
 def scan(corpus: Path):
     """scan_corpus with the default settings."""
-    return scan_corpus(corpus, extensions=EXTS, max_bytes=IndexConfig().max_file_bytes)
+    result = scan_corpus(corpus, extensions=EXTS, max_bytes=IndexConfig().max_file_bytes)
+    return result.documents, result.skipped
 
 
 def run_scan_fuzz(root: Path, *, examples: int, min_files: int, **options) -> int:

@@ -21,7 +21,7 @@ from index import IndexConfig, IndexLoadError, OnnxExportError
 from index.config import DEFAULT_EMBEDDING_BACKEND, EMBEDDING_BACKENDS
 from rag import Config
 from rag.llm import find_model
-from rag.logs import configure_logging
+from rag.logs import configure_logging, error_line
 from rag.pipeline import open_pipeline
 
 logger = logging.getLogger("ui")
@@ -85,8 +85,8 @@ def main(argv: list[str] | None = None) -> int:
             n_threads=args.threads,
         )
         pipeline = open_pipeline(config)
-    except (ValueError, IndexLoadError, ImportError, OnnxExportError) as exc:
-        sys.stderr.write(f"error: {exc}\n")
+    except (ValueError, IndexLoadError, ImportError, OnnxExportError, OSError) as exc:
+        sys.stderr.write(f"error: {error_line(exc)}\n")
         return 2
     from ui.app import build_app, launch_kwargs
 
