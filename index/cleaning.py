@@ -36,8 +36,17 @@ _ABBREVIATIONS = {
 }  # fmt: skip
 # Abbreviations only before a number ("No. 5", "Fig. 2"); "No." alone ends a sentence.
 _NUMBER_ABBREVIATIONS = {"no", "nos", "fig", "vol", "pp", "art", "p"}
-_BOUNDARY = re.compile(r"[.!?\u2026]+[\"'\u201d\u2019)\]]*\s+")
+_CLOSERS = "\"'\u201d\u2019)\\]\u300d\u300f\uff09\u3011\u3015\u3009\u300b\uff63"
+# Latin-style stops end a sentence before whitespace; the stops of other scripts (Chinese and
+# Japanese 。！？, Arabic ؟ and ۔, Devanagari । ॥, Ethiopic ። ፧, Armenian ։, Myanmar ။,
+# Khmer ។) also without it, since Chinese and Japanese put no space between sentences.
+_BOUNDARY = re.compile(
+    rf"(?P<latin>[.!?\u2026]+[{_CLOSERS}]*\s+)"
+    r"|(?P<wide>[\u3002\uff01\uff1f\uff61\u061f\u06d4\u0964\u0965\u1362\u1367\u0589\u104b\u17d4]+"
+    rf"(?P<closed>[{_CLOSERS}]*)(?P<space>\s*))"
+)
 _NEXT_STARTS_SENTENCE = re.compile(r"[\"'\u201c\u2018(\[]*[A-Z0-9\u00c0-\u024f]")
+_OPENERS = re.compile(r"[\"'\u201c\u2018\u201e\u00ab\u00bf\u00a1(\[]*")
 _WORD = re.compile(r"\w+", re.UNICODE)
 _WORD_BEFORE = re.compile(r"[\w.]+$")
 _ABBREVIATION_WINDOW = 64
@@ -108,8 +117,12 @@ def iter_sentences(text: str, start: int = 0, end: int | None = None) -> Iterato
     cursor = start
     for match in _BOUNDARY.finditer(text, start, end):
         after = match.end()
-        if after >= end or not _NEXT_STARTS_SENTENCE.match(text, after):
+        if after >= end:
             continue
+        if match.group("latin") and not _starts_sentence(text, after):
+            continue
+        if match.group("closed") and not match.group("space") and text[after].isalpha():
+            continue  # 「こんにちは。」と言った: the quoted sentence is part of a longer one
         if match.group(0).startswith(".") and _is_abbreviation(text, match.start()):
             continue
         span = _trim(text, cursor, match.start() + len(match.group(0).rstrip()))
@@ -119,6 +132,19 @@ def iter_sentences(text: str, start: int = 0, end: int | None = None) -> Iterato
     span = _trim(text, cursor, end)
     if span:
         yield span
+
+
+def _starts_sentence(text: str, position: int) -> bool:
+    """True when text at position can open a sentence: a capital, a digit, a caseless letter."""
+    if _NEXT_STARTS_SENTENCE.match(text, position):
+        return True
+    first = _OPENERS.match(text, position).end()
+    if first >= len(text):
+        return False
+    # Uppercase Greek or Cyrillic, or a letter of a script without case (Arabic, Hebrew, CJK,
+    # Devanagari): "Привет. Как дела" and "مرحبا. كيف" are two sentences each.
+    char = text[first]
+    return char.isalpha() and not char.islower()
 
 
 def _trim(text: str, s: int, e: int) -> tuple[int, int] | None:

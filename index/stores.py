@@ -8,11 +8,15 @@ same four methods. Row i of either store is chunk i of the index's chunks.jsonl.
 
 from __future__ import annotations
 
+import bisect
+import functools
 import json
 import logging
 import os
 import re
 import sys
+import unicodedata
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
@@ -20,10 +24,29 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
+# ASCII words; the Unicode pattern below gives the same terms on ASCII text, this one is faster.
 _TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 # Name of the lexical analyzer (tokenizer, stop words, stemmer). Recorded in the manifest: an
 # index built with another analyzer is rebuilt, since its BM25 terms would not match queries.
-ANALYZER = "snowball-en+stopwords"
+ANALYZER = "unicode-v2+snowball-en+stopwords"
+_APOSTROPHES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u02bc": "'", "\uff07": "'"})
+# Code point ranges (start, end inclusive) of scripts written without spaces between words:
+# Thai, Lao, Myanmar, Hangul jamo, Khmer, CJK radicals/kana/ideographs, Hangul syllables,
+# compatibility ideographs, half-width forms, supplementary ideographs. Indexed by character
+# bigrams, since a whitespace "word" there is a whole clause.
+_UNSPACED = (
+    (0x0E00, 0x0EFF), (0x1000, 0x109F), (0x1100, 0x11FF), (0x1780, 0x17FF), (0x2E80, 0x9FFF),
+    (0xA960, 0xA97F), (0xAC00, 0xD7FF), (0xF900, 0xFAFF), (0xFF66, 0xFFDC), (0x20000, 0x3FFFF),
+)  # fmt: skip
+# Ideographs carry meaning one by one (a one-character word is common), so they are also
+# indexed alone; kana, Hangul and Thai characters alone are syllables and would only add noise.
+_IDEOGRAPHS = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x3FFFF))
+# Below Devanagari (Latin, Greek, Cyrillic, Hebrew, Arabic...) and in Latin/Greek Extended,
+# combining marks are optional accents and vowel points: folded away, so "café" finds "cafe".
+# In Indic and Southeast Asian scripts they are vowels and are kept.
+_FOLDED = ((0x0000, 0x08FF), (0x1E00, 0x1FFF))
+_LATIN = ((0x0000, 0x024F), (0x1E00, 0x1EFF))
+_TATWEEL = "\u0640"  # Arabic elongation: typography, not spelling
 
 
 class VectorStore(Protocol):
@@ -175,8 +198,114 @@ def _load_stemmer():
     return Stemmer.Stemmer("english")
 
 
+def _stopwords() -> tuple[set[str], set[str]]:
+    """English stop words (Latin words), and Chinese and Korean ones (bigrams and characters)."""
+    import bm25s
+
+    # Question words (什么, 哪里, 谁) would otherwise weigh as much as the topic: in a corpus
+    # with few documents in that language every term is rare.
+    cjk = set(bm25s.stopwords.STOPWORDS_CHINESE) | set(bm25s.stopwords.STOPWORDS_KOREAN)
+    return set(bm25s.stopwords.STOPWORDS_EN), cjk
+
+
+def _in(ranges: tuple[tuple[int, int], ...], char: str) -> bool:
+    """True when the code point of char lies in one of the sorted, disjoint ranges."""
+    position = bisect.bisect_right(ranges, (ord(char), 0x10FFFF)) - 1
+    return position >= 0 and ranges[position][0] <= ord(char) <= ranges[position][1]
+
+
+def _is_mark(char: str) -> bool:
+    """True for a combining mark (accent, vowel sign, tone mark)."""
+    return unicodedata.category(char)[0] == "M"
+
+
+def _char_class(code_points: Iterable[int]) -> str:
+    """A regex character class body for the given ascending code points, as ranges."""
+    parts: list[str] = []
+    run: list[int] = []
+    for cp in code_points:
+        if run and cp != run[-1] + 1:
+            parts.append(f"\\U{run[0]:08x}-\\U{run[-1]:08x}")
+            run = []
+        run.append(cp)
+    if run:
+        parts.append(f"\\U{run[0]:08x}-\\U{run[-1]:08x}")
+    return "".join(parts)
+
+
+@functools.cache
+def _unicode_word() -> re.Pattern:
+    """Words of any script: letters, digits and the combining marks inside them."""
+    # Python's \w leaves combining marks out, which would cut Thai, Devanagari or vowelled
+    # Arabic words apart at every vowel sign.
+    marks = (cp for cp in range(0x300, 0x20000) if _is_mark(chr(cp)))
+    inner = rf"[^\W_]|[{_char_class(marks)}]"
+    return re.compile(rf"(?:{inner})+(?:'[^\W\d_]+)?")
+
+
+def _fold(word: str) -> str:
+    """The word without optional accents (scripts in _FOLDED only) and Arabic tatweel."""
+    if word.isascii() or not _in(_FOLDED, word[0]):
+        return word
+    decomposed = unicodedata.normalize("NFKD", word.replace(_TATWEEL, ""))
+    return unicodedata.normalize("NFC", "".join(ch for ch in decomposed if not _is_mark(ch)))
+
+
+def _script_runs(word: str) -> list[tuple[str, bool]]:
+    """The word cut where it changes between unspaced and spaced scripts ("iphone手机")."""
+    runs: list[tuple[str, bool]] = []
+    start = 0
+    kinds = [_in(_UNSPACED, ch) for ch in word]
+    for i in range(1, len(word)):
+        if _is_mark(word[i]):
+            kinds[i] = kinds[i - 1]  # a combining mark belongs to the letter before it
+    for i in range(1, len(word) + 1):
+        if i == len(word) or kinds[i] != kinds[start]:
+            runs.append((word[start:i], kinds[start]))
+            start = i
+    return runs
+
+
+def _bigrams(run: str) -> list[str]:
+    """Character bigrams of an unspaced run, plus its ideographs alone (a lone character too)."""
+    units: list[str] = []
+    for ch in run:
+        # A combining vowel or tone mark belongs to the character before it.
+        if units and _is_mark(ch):
+            units[-1] += ch
+        else:
+            units.append(ch)
+    if len(units) == 1:
+        return units
+    grams = [units[i] + units[i + 1] for i in range(len(units) - 1)]
+    return grams + [u for u in units if _in(_IDEOGRAPHS, u[0])]
+
+
+def split_terms(text: str) -> tuple[list[str], list[str]]:
+    """Latin words (to stop-word and stem) and the other terms of text, case- and accent-folded."""
+    text = unicodedata.normalize("NFKC", text.translate(_APOSTROPHES)).casefold()
+    latin: list[str] = []
+    other: list[str] = []
+    for word in _unicode_word().findall(text):
+        if word.isascii():
+            latin.append(word)
+            continue
+        for run, unspaced in _script_runs(word):
+            if unspaced:
+                other.extend(_bigrams(run))
+                continue
+            folded = _fold(run)
+            if folded:  # a stray accent alone folds to nothing
+                (latin if all(_in(_LATIN, ch) for ch in folded) else other).append(folded)
+    return latin, other
+
+
 class BM25Store:
-    """BM25 (Lucene variant, bm25s) over lower-cased, stop-worded, Snowball-stemmed words."""
+    """BM25 (Lucene variant, bm25s) over case- and accent-folded terms of any script.
+
+    Latin words lose stop words and are Snowball-stemmed (English); other spaced scripts keep
+    their words; unspaced scripts (Chinese, Japanese, Korean, Thai...) give character bigrams.
+    """
 
     folder_name = "bm25"
 
@@ -184,7 +313,7 @@ class BM25Store:
         import bm25s
 
         self._stemmer = _load_stemmer()
-        self._stopwords = set(bm25s.stopwords.STOPWORDS_EN)
+        self._stopwords, self._cjk_stopwords = _stopwords()
         corpus_tokens = [self.tokenize(t) for t in texts]
         # An empty-token document would confuse bm25s; give it a placeholder no query has.
         corpus_tokens = [toks or ["\x00"] for toks in corpus_tokens]
@@ -200,7 +329,7 @@ class BM25Store:
 
         store = cls.__new__(cls)
         store._stemmer = _load_stemmer()
-        store._stopwords = set(bm25s.stopwords.STOPWORDS_EN)
+        store._stopwords, store._cjk_stopwords = _stopwords()
         path = Path(folder) / cls.folder_name
         meta = json.loads((path / "store.json").read_text())
         store.size = int(meta["size"])
@@ -210,9 +339,13 @@ class BM25Store:
         return store
 
     def tokenize(self, text: str) -> list[str]:
-        """Words as BM25 sees them: lower-case, no stop words, stemmed."""
-        words = [w for w in _TOKEN.findall(text.lower()) if w not in self._stopwords]
-        return self._stemmer.stemWords(words)
+        """Terms as BM25 sees them: Latin words stemmed, unspaced scripts as character bigrams."""
+        if text.isascii():
+            words = [w for w in _TOKEN.findall(text.lower()) if w not in self._stopwords]
+            return self._stemmer.stemWords(words)
+        latin, other = split_terms(text)
+        stemmed = self._stemmer.stemWords([w for w in latin if w not in self._stopwords])
+        return stemmed + [t for t in other if t not in self._cjk_stopwords]
 
     def idf(self, terms: list[str]) -> dict[str, float]:
         """Lucene BM25 idf of the known terms: log(1 + (N - df + 0.5) / (df + 0.5))."""
@@ -229,7 +362,8 @@ class BM25Store:
 
     def _query_ids(self, query: str) -> list[int]:
         vocab = self.retriever.vocab_dict if self.size else {}
-        return sorted({vocab[t] for t in self.tokenize(query) if t in vocab})
+        # bm25s keeps "" in its vocabulary with an id past its score matrix: never query it.
+        return sorted({vocab[t] for t in self.tokenize(query) if t and t in vocab})
 
     def _all_scores(self, query: str) -> np.ndarray | None:
         # search() then score() for the same question would compute the scores twice; keep
@@ -266,9 +400,7 @@ class BM25Store:
         path.mkdir(parents=True, exist_ok=True)
         if self.size:
             self.retriever.save(str(path), show_progress=False)
-        (path / "store.json").write_text(
-            json.dumps({"size": self.size, "tokenizer": ANALYZER})
-        )
+        (path / "store.json").write_text(json.dumps({"size": self.size, "tokenizer": ANALYZER}))
         return sorted(f"{self.folder_name}/{p.name}" for p in path.iterdir())
 
 

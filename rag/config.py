@@ -11,6 +11,15 @@ from pathlib import Path
 from index.config import IndexConfig
 
 ABSTAIN_SENTENCE = "The documents do not answer this question."
+# Warnings that come with the abstention (the chat shows them under it, the CLI logs them).
+NO_CONTENT_WARNING = (
+    "the question has no content words; please ask a real question, naming the person, place, "
+    "event or thing you want to know about"
+)
+NON_LATIN_WARNING = (
+    "the question is not in Latin script, and the embedding model understands English only; "
+    "the documents' words match it too little to answer"
+)
 
 
 @dataclass(frozen=True)
@@ -33,6 +42,14 @@ class Config:
     answer_sentences: int = 3
     # Extractive abstention: see rag/extractive.py for how these were calibrated.
     min_evidence: float = 0.40
+    # A question mostly in another script than Latin is judged on its words alone (MiniLM's
+    # similarity means nothing there): the best passage must cover this share of its idf
+    # weight, else it abstains instead of answering from a document in another language.
+    min_coverage_non_latin: float = 0.5
+    # Keyword stuffing: a passage whose repeated question terms exceed this share of its
+    # terms has its BM25 rank, evidence and sentence scores damped by (limit / share)^2; 0
+    # turns it off. On SQuAD no gold paragraph reaches 0.44 (see rag/injection.py).
+    stuffing_limit: float = 0.45
     # Local LLM (GGUF through llama-cpp-python); None means extractive answers.
     model_path: Path | None = None
     n_ctx: int = 4096
@@ -56,6 +73,12 @@ class Config:
             raise ValueError(f"max_question_chars must be >= 10, got {self.max_question_chars}")
         if not 1 <= self.answer_sentences <= 10:
             raise ValueError(f"answer_sentences must be in [1, 10], got {self.answer_sentences}")
+        if not 0.0 <= self.min_coverage_non_latin <= 1.0:
+            raise ValueError(
+                f"min_coverage_non_latin must be in [0, 1], got {self.min_coverage_non_latin}"
+            )
+        if not 0.0 <= self.stuffing_limit <= 1.0:
+            raise ValueError(f"stuffing_limit must be in [0, 1], got {self.stuffing_limit}")
         if self.n_ctx < 256:
             raise ValueError(f"n_ctx must be >= 256, got {self.n_ctx}")
         if not 16 <= self.max_answer_tokens <= self.n_ctx // 2:

@@ -19,6 +19,7 @@ import numpy as np
 
 from index import Embedder, LexicalStore, VectorStore
 from rag.followup import content_words, standalone_query
+from rag.injection import strip_injections
 from rag.llm import ChatModel
 from rag.prompt import build_prompt, condense_messages
 from rag.retrieve import Hit
@@ -101,7 +102,8 @@ def stream_llm_answer(
         failure = f"the model failed while generating ({exc})"
     t2 = time.perf_counter()
     text = "".join(pieces)
-    passages = [h.chunk.text for h in prompt.hits]
+    # Checked against what the model was shown: a cut injection sentence supports nothing.
+    passages = [strip_injections(h.chunk.text) for h in prompt.hits]
     verification = verify_answer(
         text,
         passages,

@@ -23,10 +23,18 @@ from index import (
     check_embedder,
     embedder_for,
 )
-from rag.config import ABSTAIN_SENTENCE, Config
-from rag.extractive import PickedSentence, is_weak, measure_evidence, pick_sentences
+from rag.config import ABSTAIN_SENTENCE, NO_CONTENT_WARNING, NON_LATIN_WARNING, Config
+from rag.extractive import (
+    PickedSentence,
+    has_content_words,
+    is_non_latin,
+    is_weak,
+    measure_evidence,
+    pick_sentences,
+)
 from rag.followup import needs_context, standalone_query
 from rag.generate import LlmOutcome, condense_question, renumber, stream_llm_answer
+from rag.injection import passage_flag
 from rag.llm import ChatModel, ModelSlot
 from rag.retrieve import Hit, Retriever
 from rag.verify import CheckedSentence
@@ -47,10 +55,12 @@ class Citation:
     date: str = ""
     # Spans (document offsets) of the sentences the answer took from this passage.
     highlights: tuple[tuple[int, int], ...] = ()
+    # Why the passage is suspect ("text addressed to an AI assistant (...)"), or "".
+    flagged: str = ""
 
     def to_dict(self) -> dict:
-        """The JSON form of `python -m rag ask --json`."""
-        return {
+        """The JSON form of `python -m rag ask --json` ("flagged" only when set)."""
+        data = {
             "n": self.n,
             "source": self.source,
             "title": self.title,
@@ -58,6 +68,9 @@ class Citation:
             "end": self.end,
             "text": self.text,
         }
+        if self.flagged:
+            data["flagged"] = self.flagged
+        return data
 
 
 @dataclass
@@ -112,6 +125,7 @@ def make_citation(n: int, hit: Hit, highlights: Sequence[tuple[int, int]]) -> Ci
     return Citation(
         n=n, source=chunk.source, title=chunk.title, start=chunk.start, end=chunk.end,
         text=chunk.text, date=chunk.date, highlights=tuple(highlights),
+        flagged=passage_flag(chunk.text),
     )  # fmt: skip
 
 
@@ -263,14 +277,28 @@ class Pipeline:
         retriever = self.retriever
         lexical = retriever.index.lexical
         t0 = time.perf_counter()
+        stuffing = self.config.stuffing_limit
         result = retriever.retrieve(
-            query, top_k=self.config.report_depth, method=method or self.config.retrieval
+            query,
+            top_k=self.config.report_depth,
+            method=method or self.config.retrieval,
+            stuffing_limit=stuffing,
         )
         passages = result.hits[: self.config.top_k]
         t1 = time.perf_counter()
-        weak = is_weak(
-            measure_evidence(query, passages, lexical), min_evidence=self.config.min_evidence
-        )
+        evidence = measure_evidence(query, passages, lexical, stuffing_limit=stuffing)
+        weak = is_weak(evidence, min_evidence=self.config.min_evidence)
+        if not has_content_words(query, lexical):
+            weak = True
+            warnings.append(NO_CONTENT_WARNING)
+        elif (
+            not weak
+            and is_non_latin(query)
+            and evidence.coverage < self.config.min_coverage_non_latin
+        ):
+            # MiniLM knows English only: in another script its similarity is no evidence.
+            weak = True
+            warnings.append(NON_LATIN_WARNING)
         timings: dict[str, float] = {}
         stages = dict(result.timings_ms)
         mode, text, citations, sentences = "extractive", ABSTAIN_SENTENCE, [], []
@@ -312,7 +340,11 @@ class Pipeline:
                     warnings.append("some sentences are not supported by the passages they cite")
         if mode == "extractive" and not weak:
             picked = pick_sentences(
-                query, passages, lexical, max_sentences=self.config.answer_sentences
+                query,
+                passages,
+                lexical,
+                max_sentences=self.config.answer_sentences,
+                stuffing_limit=stuffing,
             )
             if picked:
                 text, citations, sentences = number_citations(picked)

@@ -4,7 +4,8 @@
 
 Document text is data, never instructions or control tokens: every special-token string of the
 model (and the usual chat-template markers of other families) is broken apart before it can
-reach the tokenizer, and passage delimiters inside documents are neutralised.
+reach the tokenizer, passage delimiters inside documents are neutralised, and sentences
+addressed to an AI model ("ignore previous instructions", "Assistant:") are replaced by a notice.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from rag.config import ABSTAIN_SENTENCE
+from rag.injection import strip_injections
 from rag.retrieve import Hit
 
 logger = logging.getLogger(__name__)
@@ -72,7 +74,8 @@ def format_passage(n: int, hit: Hit, *, special_tokens: Sequence[str]) -> str:
     chunk = hit.chunk
     title = sanitize(chunk.title, special_tokens=special_tokens).replace('"', "'")
     date = f' date="{chunk.date}"' if chunk.date else ""
-    body = sanitize(chunk.text.strip(), special_tokens=special_tokens)
+    # Sentences addressed to a model are cut before it can read them (rag/injection.py).
+    body = sanitize(strip_injections(chunk.text).strip(), special_tokens=special_tokens)
     return f'<passage n="{n}" title="{title}"{date}>\n{body}\n</passage>'
 
 

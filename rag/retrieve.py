@@ -16,8 +16,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from index import Chunk, CorpusIndex, Embedder
+from rag.injection import repetition_share, stuffing_damping
 
 _SHINGLE_WORD = re.compile(r"\w+")
+# Chunks whose terms the stuffing check keeps; past this the cache starts over (memory bound).
+_TERM_CACHE_SIZE = 50_000
 
 
 @dataclass(frozen=True)
@@ -111,9 +114,38 @@ class Retriever:
         self.candidates = candidates
         self.rrf_k = rrf_k
         self.dense_weight = dense_weight
+        # BM25 terms of the chunks seen as candidates, for the stuffing check (bounded).
+        self._terms: dict[int, list[str]] = {}
 
-    def retrieve(self, query: str, *, top_k: int, method: str = "hybrid") -> RetrievalResult:
-        """The top_k passages for query by method ("hybrid", "dense" or "bm25")."""
+    def chunk_terms(self, chunk_id: int) -> list[str]:
+        """The BM25 terms of one chunk's searchable text (cached)."""
+        terms = self._terms.get(chunk_id)
+        if terms is None:
+            if len(self._terms) >= _TERM_CACHE_SIZE:
+                self._terms.clear()
+            terms = self.index.lexical.tokenize(self.index.chunks[chunk_id].search_text)
+            self._terms[chunk_id] = terms
+        return terms
+
+    def damp_stuffing(
+        self, query: str, ids: np.ndarray, scores: np.ndarray, *, limit: float
+    ) -> np.ndarray:
+        """BM25 candidate ids re-ranked with stuffed passages' scores damped."""
+        query_terms = set(self.index.lexical.tokenize(query))
+        shares = [repetition_share(self.chunk_terms(int(i)), query_terms) for i in ids]
+        factors = np.array([stuffing_damping(share, limit=limit) for share in shares])
+        if np.all(factors == 1.0):
+            return ids
+        return ids[np.argsort(-(scores * factors), kind="stable")]
+
+    def retrieve(
+        self, query: str, *, top_k: int, method: str = "hybrid", stuffing_limit: float = 0.0
+    ) -> RetrievalResult:
+        """The top_k passages for query by method ("hybrid", "dense" or "bm25").
+
+        stuffing_limit > 0 damps the BM25 rank of passages that repeat the query's terms more
+        than that share of their length (see rag/injection.py); 0 leaves BM25 as it is.
+        """
         if not query.strip():
             raise ValueError("query is empty")
         if method not in ("hybrid", "dense", "bm25"):
@@ -135,7 +167,11 @@ class Retriever:
         )
         t2 = time.perf_counter()
         timings["dense"] = (t2 - t1) * 1000
-        bm25_ids = self.index.lexical.search(query, depth)[0] if method != "dense" else no_ids
+        bm25_ids, bm25_scores = (
+            self.index.lexical.search(query, depth) if method != "dense" else (no_ids, no_ids)
+        )
+        if stuffing_limit > 0 and len(bm25_ids):
+            bm25_ids = self.damp_stuffing(query, bm25_ids, bm25_scores, limit=stuffing_limit)
         t3 = time.perf_counter()
         timings["bm25"] = (t3 - t2) * 1000
         rankings, weights = [], []

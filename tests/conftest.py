@@ -57,13 +57,17 @@ def pipeline(config, embedder):
 
 @pytest.fixture(scope="module")
 def private_pipeline(tmp_path_factory, embedder):
-    """A Pipeline over its own corpus copy, for tests that upload or remove documents."""
+    """A Pipeline over its own corpus copy and trash, for tests that upload or remove documents."""
     from index import IndexConfig, update_index
     from rag import Config, Pipeline
 
     base = tmp_path_factory.mktemp("private")
     shutil.copytree(CORPUS, base / "corpus")
-    config = Config(index=IndexConfig(corpus_dir=base / "corpus", index_dir=base / "index"))
+    config = Config(
+        index=IndexConfig(
+            corpus_dir=base / "corpus", index_dir=base / "index", trash_dir=base / "trash"
+        )
+    )
     update_index(config.index, progress=False, embedder=embedder)
     return Pipeline(config, embedder=embedder)
 

@@ -190,7 +190,10 @@ def test_prompt_keeps_injected_document_inert(tmp_path, embedder):
     model = ScriptedModel(lambda m: ABSTAIN_SENTENCE)
     Pipeline(config, embedder=embedder, model=model).ask("What is the avocado quota?")
     user = model.calls[0][-1]["content"]
-    assert "PWNED" in user  # the text is there, as data
+    # Text aimed at the model is cut before it reads the passage (issue item 9); the rest stays.
+    from rag.injection import REMOVED
+
+    assert "PWNED" not in user and REMOVED in user and "Avocado export report." in user
     for marker in ("<|im_start|>", "<|im_end|>", "[INST]", "[/INST]"):
         assert marker not in user
     assert user.count("</passage>") == user.count("<passage ")

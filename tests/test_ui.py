@@ -105,7 +105,7 @@ def test_served_upload_then_ask(served_app, private_pipeline, tmp_path):
         encoding="utf-8",
     )
     client = Client(served_app, verbose=False)
-    table, stats, _, message = client.predict([handle_file(str(doc))], api_name="/upload")
+    message = client.predict([handle_file(str(doc))], api_name="/upload")
     assert "Added avocado report" in message and "added 1" in message
     assert (private_pipeline.config.index.corpus_dir / "avocado report.md").is_file()
     answer = client.predict(
@@ -121,7 +121,7 @@ def test_served_upload_then_ask(served_app, private_pipeline, tmp_path):
         client.predict([handle_file(str(exe))], api_name="/upload")
     fake = tmp_path / "fake.pdf"
     fake.write_text("not really a pdf")
-    *_, message = client.predict([handle_file(str(fake))], api_name="/upload")
+    message = client.predict([handle_file(str(fake))], api_name="/upload")
     assert "not a PDF" in message
     big = tmp_path / "big.txt"
     big.write_text("word " * 60_000)  # 300 kB, over the 200 kB limit of this app
@@ -130,9 +130,109 @@ def test_served_upload_then_ask(served_app, private_pipeline, tmp_path):
     assert len(private_pipeline.index.chunks) == before
     assert not (private_pipeline.config.index.corpus_dir / "big.txt").exists()
 
-    *_, message = client.predict("avocado report.md", api_name="/remove")
-    assert "Removed" in message
+    result = client.predict("avocado report.md", api_name="/remove")
+    assert "Removed avocado report.md" in result["message"]
     gone = client.predict(
         "What tariff did the Zorblatt Commission set on avocados?", None, api_name="/ask"
     )
     assert all(c["source"] != "avocado report.md" for c in gone["citations"])
+    client.predict(result["trash_id"], api_name="/restore")  # leave the corpus as it was
+    client.predict("avocado report.md", api_name="/remove")
+    client.predict(True, api_name="/empty_trash")
+
+
+def _corpus_files(pipeline) -> dict[str, bytes]:
+    folder = pipeline.config.index.corpus_dir
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_served_remove_needs_a_name_and_goes_to_the_trash(served_app, private_pipeline):
+    """Item 1: no endpoint removes anything it was not told; removal is undoable."""
+    from gradio_client import Client
+
+    client = Client(served_app, verbose=False)
+    before = _corpus_files(private_pipeline)
+    for missing in ("", None):
+        with pytest.raises(Exception, match="name the document"):
+            client.predict(missing, api_name="/remove")
+    with pytest.raises(Exception, match="confirm=true"):
+        client.predict(False, api_name="/empty_trash")
+    assert _corpus_files(private_pipeline) == before
+
+    target = "003_8bd5a12c37d93380.txt"
+    result = client.predict(target, api_name="/remove")
+    listing = client.predict(api_name="/documents")
+    assert target not in [d["source"] for d in listing["documents"]]
+    assert [(e["id"], e["source"]) for e in listing["trash"]] == [(result["trash_id"], target)]
+    assert target not in _corpus_files(private_pipeline)
+    restored = client.predict(result["trash_id"], api_name="/restore")
+    assert restored["restored"] == target and _corpus_files(private_pipeline) == before
+    assert client.predict(api_name="/documents")["trash"] == []
+
+
+def test_served_sessions_and_processes_see_the_same_library(served_app, private_pipeline, embedder):
+    """Item 2: a file another session uploaded can be removed; `rag index` is picked up."""
+    from gradio_client import Client
+
+    from index import update_index
+
+    first, second = Client(served_app, verbose=False), Client(served_app, verbose=False)
+    count = first.predict(api_name="/documents")["stats"]["documents"]
+    corpus = private_pipeline.config.index.corpus_dir
+    (corpus / "ferry.txt").write_text("The Quuxville ferry leaves the north pier at noon.\n")
+    update_index(
+        private_pipeline.config.index, progress=False, embedder=embedder
+    )  # another process
+    listing = second.predict(api_name="/documents")
+    assert listing["stats"]["documents"] == count + 1
+    assert "ferry.txt" in [d["source"] for d in listing["documents"]]
+    assert second.predict("ferry.txt", api_name="/remove")["removed"] == "ferry.txt"
+    with pytest.raises(Exception, match="ferry.txt is no longer in the corpus"):
+        first.predict("ferry.txt", api_name="/remove")
+    assert first.predict(api_name="/documents")["stats"]["documents"] == count
+    first.predict(True, api_name="/empty_trash")
+
+
+def test_served_uploads_never_replace_unless_asked(served_app, private_pipeline, tmp_path):
+    """Item 3: a taken name gets a free one; replace is a choice, and restorable."""
+    from gradio_client import Client, handle_file
+
+    client = Client(served_app, verbose=False)
+    corpus = private_pipeline.config.index.corpus_dir
+    doc = tmp_path / "dup.txt"
+    doc.write_text("The first dup file talks about harbors.\n")
+    message = client.predict([handle_file(str(doc))], api_name="/upload")
+    assert "Added dup.txt." in message.replace("\\", "")
+    doc.write_text("The second dup file talks about lighthouses.\n")
+    message = client.predict([handle_file(str(doc))], api_name="/upload").replace("\\", "")
+    assert "Added dup.txt as dup (2).txt: dup.txt already exists" in message
+    assert "harbors" in (corpus / "dup.txt").read_text()
+    doc.write_text("The third dup file talks about piers.\n")
+    message = client.predict([handle_file(str(doc))], True, api_name="/upload")
+    assert "Replaced dup.txt" in message.replace("\\", "")
+    assert "piers" in (corpus / "dup.txt").read_text()
+    (entry,) = client.predict(api_name="/documents")["trash"]
+    assert entry["source"] == "dup.txt" and entry["reason"] == "replaced"
+    for name in ("dup.txt", "dup (2).txt"):
+        client.predict(name, api_name="/remove")
+    client.predict(True, api_name="/empty_trash")
+
+
+def test_upload_on_a_full_disk_says_so_and_leaves_nothing(private_pipeline, tmp_path, monkeypatch):
+    """Item 4: the staging file goes, the message is the reason, not a traceback."""
+    import errno
+    import os
+
+    from ui.app import upload_files
+
+    def no_space(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    doc = tmp_path / "full.txt"
+    doc.write_text("A file for a full disk.\n")
+    before = _corpus_files(private_pipeline)
+    monkeypatch.setattr(os, "fsync", no_space)
+    message = upload_files(private_pipeline, files=[str(doc)], replace=False, limit_bytes=10**6)
+    monkeypatch.undo()
+    assert message.replace("\\", "") == "⚠️ full.txt: not added (No space left on device)"
+    assert _corpus_files(private_pipeline) == before

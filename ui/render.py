@@ -10,8 +10,15 @@ from __future__ import annotations
 
 import html
 import re
+import unicodedata
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 from rag import Answer, Citation
+
+if TYPE_CHECKING:
+    from index.corpus_files import TrashEntry
+    from rag.library import NotIndexed, UploadResult
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|>~<&])")
 
@@ -69,12 +76,19 @@ def source_cards(answer: Answer | None) -> str:
     cards = []
     for c in answer.citations:
         date = f" · {html.escape(c.date)}" if c.date else ""
+        # A passage with text aimed at an AI model is marked; those sentences never answer.
+        flag = (
+            f"<div class='cqa-flag'>⚠️ <b>Suspicious passage:</b> {html.escape(c.flagged)}; "
+            "that text was not used for the answer</div>"
+            if c.flagged
+            else ""
+        )
         cards.append(
             f"<div class='cqa-card' data-source='{html.escape(c.source, quote=True)}'>"
             f"<div class='cqa-head'><span class='cqa-n'>[{c.n}]</span> "
             f"<b>{html.escape(c.title)}</b></div>"
             f"<div class='cqa-meta'>{html.escape(c.source)}{date} · chars {c.start}–{c.end}</div>"
-            f"<div class='cqa-text'>{_highlighted(c)}</div></div>"
+            f"{flag}<div class='cqa-text'>{_highlighted(c)}</div></div>"
         )
     return "\n".join(cards)
 
@@ -92,6 +106,68 @@ def sources_markdown(answer: Answer) -> str:
             f"({escape_markdown(c.source)}{escape_markdown(date)})  \n> {escape_markdown(quote)}"
         )
     return "\n\n".join(lines)
+
+
+def size_text(size: int) -> str:
+    """A byte count for people: 812 B, 14.2 kB, 3.1 MB."""
+    if size < 1000:
+        return f"{size} B"
+    return f"{size / 1e3:.1f} kB" if size < 1e6 else f"{size / 1e6:.1f} MB"
+
+
+def when_text(stamp: str) -> str:
+    """An ISO time stamp as 'YYYY-MM-DD HH:MM UTC' (the stamp itself when it does not parse)."""
+    try:
+        return f"{datetime.fromisoformat(stamp):%Y-%m-%d %H:%M} UTC"
+    except ValueError:
+        return stamp
+
+
+def trash_label(entry: TrashEntry) -> str:
+    """How a trash entry is offered in the restore list (plain text)."""
+    return f"{entry.source} · {entry.reason} {when_text(entry.trashed_at)}"
+
+
+def trash_markdown(entries: list[TrashEntry]) -> str:
+    """The trash as an escaped Markdown table, newest first."""
+    if not entries:
+        return "_The trash is empty._"
+    rows = ["| File | Moved to the trash | Why | Size |", "|---|---|---|---|"]
+    for e in entries:
+        why = "replaced by an upload" if e.reason == "replaced" else "removed"
+        rows.append(
+            f"| {escape_markdown(e.source)} | {when_text(e.trashed_at)} | {why} "
+            f"| {size_text(e.size)} |"
+        )
+    return "\n".join(rows)
+
+
+def not_indexed_markdown(items: list[NotIndexed]) -> str:
+    """Files in the corpus folder the index skipped, with the reason (empty when none)."""
+    if not items:
+        return ""
+    lines = [f"- {escape_markdown(i.source)}: {escape_markdown(i.reason)}" for i in items]
+    return "**In the folder but not indexed** (they can be removed):\n" + "\n".join(lines)
+
+
+def upload_message(result: UploadResult) -> str:
+    """What an upload did, one escaped line per file, then the index summary."""
+    lines = []
+    for a in result.added:
+        name, source = escape_markdown(a.requested), escape_markdown(a.source)
+        if a.replaced:
+            lines.append(f"Replaced {source}; the previous version is in the trash.")
+        elif a.clashed_with:
+            taken = escape_markdown(a.clashed_with)
+            lines.append(f"Added {name} as {source}: {taken} already exists (kept as it was).")
+        elif unicodedata.normalize("NFC", a.requested) != a.source:
+            lines.append(f"Added {name} as {source} (name cleaned).")
+        else:
+            lines.append(f"Added {source}.")
+    lines += [f"⚠️ {escape_markdown(e)}" for e in result.errors]
+    if result.added and result.report is not None:
+        lines.append(f"Index: {escape_markdown(result.report.summary())}")
+    return "  \n".join(lines) or "Nothing was added."
 
 
 CSS = """
