@@ -10,7 +10,7 @@ export TOKENIZERS_PARALLELISM := false
 HOST ?= 127.0.0.1
 PORT ?= 7860
 
-.PHONY: run index ask bench chromium test test-stress test-fast test-slow test-browser lint format eval bench-squad model clean
+.PHONY: run index ask bench chromium tesseract test test-stress test-fast test-slow test-browser lint format eval bench-squad model clean
 
 # The venv is (re)built only when pyproject.toml changes: the stamp name carries its hash.
 $(STAMP): pyproject.toml
@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-run: $(STAMP)
+run: $(STAMP) tesseract
 	$(BIN)/python -m rag index
 	$(BIN)/python -m ui --host $(HOST) --port $(PORT)
 
@@ -45,7 +45,15 @@ chromium:
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
-test: lint chromium
+# OCR of scanned pages and images: Debian's Tesseract with English data (never fetched by a test).
+tesseract:
+	@command -v tesseract >/dev/null && tesseract --list-langs 2>/dev/null | grep -qx eng || { \
+		echo "installing Debian's tesseract-ocr for OCR of scanned pages"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+			tesseract-ocr tesseract-ocr-eng >/dev/null; }
+
+test: lint chromium tesseract
 	$(BIN)/python -m pytest -q
 
 test-slow: $(STAMP)

@@ -48,9 +48,12 @@ from index.corpus_index import (
     read_manifest,
     verify_files,
 )
+from index.document_store import prune_documents, put_document
 from index.durable import folder_lock, fsync_path, fsync_tree
 from index.embedding import Embedder, check_embedder, embedder_for
+from index.extraction import hard_groups, locate
 from index.loaders import ParseFailure, RawDocument, Skipped, scan_corpus
+from index.progress import NO_CONTROL, BuildControl
 from index.stores import ANALYZER, BM25Store, FaissVectorStore
 
 logger = logging.getLogger(__name__)
@@ -75,6 +78,8 @@ class UpdateReport:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     rebuilt_reason: str = ""
     wrote_generation: bool = False
+    # Documents indexed in part: (source, what was left out).
+    partial: list[Skipped] = field(default_factory=list)
 
     def summary(self) -> str:
         """One human line: added/changed/removed/kept and the embedding work done."""
@@ -124,6 +129,7 @@ class DocumentRecord:
     info: dict
     chunks: list[Chunk]
     fresh: bool  # True when its chunks need new vectors
+    document: RawDocument | None = None  # set for fresh records: its text is stored
 
 
 def library_versions() -> dict[str, str]:
@@ -146,8 +152,8 @@ def library_versions() -> dict[str, str]:
 
 
 def _fingerprint(doc: RawDocument, chrome_in_doc: list[str], config: IndexConfig) -> str:
-    """Changes when the document's bytes, its chrome lines or the chunking settings change."""
-    payload = json.dumps([doc.sha256, sorted(chrome_in_doc), config.chunking_params()])
+    """Changes when the document's bytes, chrome lines, reader or chunking settings change."""
+    payload = json.dumps([doc.sha256, sorted(chrome_in_doc), config.chunking_params(), doc.reader])
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -175,7 +181,12 @@ def load_previous(config: IndexConfig, *, rebuild: bool) -> tuple[CorpusIndex | 
 
 
 def plan_update(
-    config: IndexConfig, *, previous: CorpusIndex | None, rebuilt_reason: str = ""
+    config: IndexConfig,
+    *,
+    previous: CorpusIndex | None,
+    rebuilt_reason: str = "",
+    progress: bool = False,
+    control: BuildControl = NO_CONTROL,
 ) -> UpdatePlan:
     """Scan the corpus folder and sort its documents into added, changed, kept and removed."""
     corpus_dir = Path(config.corpus_dir)
@@ -190,6 +201,11 @@ def plan_update(
         extensions=config.extensions,
         max_bytes=config.max_file_bytes,
         known_failures=known,
+        limits=config.read_limits(),
+        workers=config.parse_workers,
+        parse_seconds=config.parse_seconds,
+        progress=progress,
+        control=control,
     )
     if not scan.documents:
         reasons = "; ".join(f"{s.source}: {s.reason}" for s in scan.skipped[:5])
@@ -229,34 +245,43 @@ def _chunk_raw(doc: RawDocument, chrome: set[str], config: IndexConfig, embedder
         doc.text, boilerplate=chrome, fallback=Path(doc.source).stem, hint=doc.html_title
     )
     date = extract_date(doc.text)
-    spans = chunk_document(
-        doc.text,
-        segment(doc.text, chrome),
-        count_tokens=embedder.count_tokens,
-        chunk_tokens=config.chunk_tokens,
-        max_tokens=config.max_seq_length - 2,
-        overlap_sentences=config.overlap_sentences,
-        dedup_min_words=config.dedup_min_words,
-        counts_add_up=embedder.counts_add_up,
-    )
+    sentences = segment(doc.text, chrome)
+    spans = []
+    # Chunks never cross a hard boundary (two slides, sheets or messages): cut each apart.
+    for low, high in hard_groups(len(doc.text), doc.segments):
+        inside = [s for s in sentences if low <= s.start and s.end <= high]
+        spans += chunk_document(
+            doc.text,
+            inside,
+            count_tokens=embedder.count_tokens,
+            chunk_tokens=config.chunk_tokens,
+            max_tokens=config.max_seq_length - 2,
+            overlap_sentences=config.overlap_sentences,
+            dedup_min_words=config.dedup_min_words,
+            counts_add_up=embedder.counts_add_up,
+        )
     return title, date, spans
 
 
 def _new_record(doc: RawDocument, chunked, fingerprint: str) -> DocumentRecord:
     title, date, spans = chunked
-    chunks = [
-        Chunk(
-            id=-1, source=doc.source, title=title, date=date, start=s.start, end=s.end,
-            text=doc.text[s.start : s.end], search_text=s.search_text,
-            sentences=s.sentences, n_tokens=s.n_tokens,
-        )
-        for s in spans
-    ]  # fmt: skip
+    chunks = []
+    for s in spans:
+        where = locate(doc.text, doc.segments, s.start, s.end)
+        chunks.append(
+            Chunk(
+                id=-1, source=doc.source, title=title, date=date, start=s.start, end=s.end,
+                text=doc.text[s.start : s.end], search_text=s.search_text,
+                sentences=s.sentences, n_tokens=s.n_tokens, page=where.page,
+                locator=where.locator, ocr=where.ocr,
+            )
+        )  # fmt: skip
     info = {
         "source": doc.source, "sha256": doc.sha256, "fingerprint": fingerprint, "title": title,
         "date": date, "kind": doc.kind, "chars": len(doc.text), "chunks": len(chunks),
+        "reader": doc.reader, "notes": list(doc.notes),
     }  # fmt: skip
-    return DocumentRecord(info=info, chunks=chunks, fresh=True)
+    return DocumentRecord(info=info, chunks=chunks, fresh=True, document=doc)
 
 
 def chunk_documents(
@@ -291,7 +316,12 @@ def chunk_documents(
 
 
 def embed_texts(
-    embedder: Embedder, texts: list[str], *, config: IndexConfig, progress: bool
+    embedder: Embedder,
+    texts: list[str],
+    *,
+    config: IndexConfig,
+    progress: bool,
+    control: BuildControl = NO_CONTROL,
 ) -> np.ndarray:
     """Vectors of texts, in batches, with a progress bar."""
     from tqdm import tqdm
@@ -304,6 +334,7 @@ def embed_texts(
             batch = texts[i : i + config.embed_batch_size * 4]
             parts.append(embedder.encode(batch, batch_size=config.embed_batch_size))
             bar.update(len(batch))
+            control.step("embedding", i + len(batch), len(texts))
     if not parts:
         return np.zeros((0, embedder.dimension), dtype=np.float32)
     return np.concatenate(parts)
@@ -370,8 +401,12 @@ def update_index(
     rebuild: bool = False,
     progress: bool = True,
     embedder: Embedder | None = None,
+    control: BuildControl = NO_CONTROL,
 ) -> UpdateReport:
-    """Bring the index in line with the corpus folder, embedding only what changed."""
+    """Bring the index in line with the corpus folder, embedding only what changed.
+
+    control reports progress and can cancel (IndexCancelled) until the write step starts.
+    """
     started = time.perf_counter()
     if embedder is not None:
         check_embedder(embedder, config)
@@ -383,7 +418,9 @@ def update_index(
         mark = time.perf_counter()
         previous, reason = load_previous(config, rebuild=rebuild)
         stages["prepare"], mark = time.perf_counter() - mark, time.perf_counter()
-        plan = plan_update(config, previous=previous, rebuilt_reason=reason)
+        plan = plan_update(
+            config, previous=previous, rebuilt_reason=reason, progress=progress, control=control
+        )
         _report_plan(report, plan)
         stages["scan"], mark = time.perf_counter() - mark, time.perf_counter()
         if plan.unchanged:
@@ -396,17 +433,19 @@ def update_index(
         records = chunk_documents(plan, config=config, embedder=embedder)
         stages["chunk"], mark = time.perf_counter() - mark, time.perf_counter()
         texts = [c.search_text for r in records if r.fresh for c in r.chunks]
-        fresh = embed_texts(embedder, texts, config=config, progress=progress)
+        fresh = embed_texts(embedder, texts, config=config, progress=progress, control=control)
         report.embed_seconds = stages["embed"] = time.perf_counter() - mark
         mark = time.perf_counter()
         report.chunks_embedded = len(texts)
+        control.check()  # the last moment to cancel: nothing written yet
         chunks, matrix = assemble(records, fresh, previous=previous, dimension=embedder.dimension)
+        store_texts(Path(config.index_dir), records)
         manifest = build_manifest(
             plan, records, config=config, embedder=embedder, chunk_count=len(chunks)
         )
         write_generation(
             Path(config.index_dir), manifest, chunks, matrix,
-            keep=_generation_to_keep(config, previous, rebuild),
+            keep=_generation_to_keep(config, previous),
         )  # fmt: skip
         report.wrote_generation = True
         stages["write"] = time.perf_counter() - mark
@@ -421,6 +460,7 @@ def _report_plan(report: UpdateReport, plan: UpdatePlan) -> None:
     report.added, report.changed = plan.added, plan.changed
     report.removed, report.kept = plan.removed, plan.kept
     report.skipped, report.rebuilt_reason = plan.skipped, plan.rebuilt_reason
+    report.partial = [Skipped(d.source, n) for d in plan.documents for n in d.notes]
 
 
 def dense_settings(config: IndexConfig, chunks: int) -> dict:
@@ -435,15 +475,13 @@ def dense_settings(config: IndexConfig, chunks: int) -> dict:
     }
 
 
-def _generation_to_keep(config: IndexConfig, previous: CorpusIndex | None, rebuild: bool):
-    """The live generation's name when it is sound (loaded, or not read because of --rebuild).
+def _generation_to_keep(config: IndexConfig, previous: CorpusIndex | None) -> str | None:
+    """The live generation's name when its files are sound (it may only mismatch settings).
 
-    A generation that failed to load is useless to readers and is deleted after the swap.
+    A damaged generation is useless to readers and is deleted after the swap.
     """
     if previous is not None:
         return previous.folder.name
-    if not rebuild:
-        return None
     try:
         live = current_generation(config.index_dir)
         if live is None:
@@ -482,7 +520,28 @@ def write_generation(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     remove_stale(index_dir, keep={name} | ({keep} if keep else set()))
+    prune_texts(index_dir)
     return index_dir / name
+
+
+def store_texts(index_dir: Path, records: list[DocumentRecord]) -> None:
+    """Store the extracted text and segments of every new or changed document."""
+    for record in records:
+        if record.document is not None:
+            doc = record.document
+            record.info["text_key"] = put_document(index_dir, doc.text, doc.segments)
+
+
+def prune_texts(index_dir: Path) -> None:
+    """Delete stored texts that no remaining generation refers to."""
+    keep: set[str] = set()
+    for folder in index_dir.glob("gen-*"):
+        try:
+            manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        keep |= {d.get("text_key", "") for d in manifest.get("documents", {}).values()}
+    prune_documents(index_dir, keep=keep)
 
 
 def _write_files(staging: Path, manifest: dict, chunks: list[Chunk], matrix: np.ndarray) -> None:

@@ -15,6 +15,13 @@ DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 EMBEDDING_BACKENDS = ("onnx-int8", "onnx", "torch")
 # onnx-int8 embedded SQuAD 3.5-4.1x faster than torch, hit@5 within 0.2 points (BENCHMARKS.md).
 DEFAULT_EMBEDDING_BACKEND = "onnx-int8"
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+SUPPORTED_EXTENSIONS = (
+    ".txt", ".md", ".html", ".htm", ".pdf", ".docx", ".pptx", ".xlsx", ".csv", ".epub", ".eml",
+    ".mbox", ".odt", ".rtf", *IMAGE_EXTENSIONS,
+)  # fmt: skip
+# Formats that are read in-process: cheap to parse, no library that could hang or crash.
+INLINE_EXTENSIONS = (".txt", ".md", ".html", ".htm", ".csv", ".rtf")
 
 
 @dataclass(frozen=True)
@@ -47,13 +54,32 @@ class IndexConfig:
     exact_search_max_chunks: int = 100_000
     hnsw_m: int = 32
     hnsw_ef_search: int = 768
-    extensions: tuple[str, ...] = field(default=(".txt", ".md", ".html", ".htm", ".pdf"))
+    extensions: tuple[str, ...] = field(default=SUPPORTED_EXTENSIONS)
     max_file_bytes: int = 50 * 1024 * 1024
+    # Mailboxes are read message by message, so they may be far larger than other files.
+    max_mailbox_bytes: int = 4 * 1024**3
+    # Spreadsheet rows read per sheet; the rest is cut and the cut reported.
+    max_sheet_rows: int = 20_000
+    # Wall seconds one file may take to parse (besides OCR, which has its own limit per page)
+    # before its worker process is stopped and the file reported; the run goes on.
+    parse_seconds: float = 60.0
+    parse_workers: int = 2
+    ocr_language: str = "eng"
+    ocr_page_seconds: float = 120.0
+    # Recognised text of scanned pages, keyed by the page image's hash: never OCR twice.
+    ocr_cache_dir: Path = Path("data/ocr-cache")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "corpus_dir", Path(self.corpus_dir))
         object.__setattr__(self, "index_dir", Path(self.index_dir))
         object.__setattr__(self, "trash_dir", Path(self.trash_dir))
+        object.__setattr__(self, "ocr_cache_dir", Path(self.ocr_cache_dir))
+        if self.parse_seconds <= 0 or self.ocr_page_seconds <= 0:
+            raise ValueError("parse_seconds and ocr_page_seconds must be > 0")
+        if self.parse_workers < 1:
+            raise ValueError(f"parse_workers must be >= 1, got {self.parse_workers}")
+        if self.max_sheet_rows < 1:
+            raise ValueError(f"max_sheet_rows must be >= 1, got {self.max_sheet_rows}")
         object.__setattr__(self, "embedding_cache_dir", Path(self.embedding_cache_dir))
         if self.embedding_backend not in EMBEDDING_BACKENDS:
             raise ValueError(
@@ -71,6 +97,22 @@ class IndexConfig:
             raise ValueError(f"overlap_sentences must be >= 0, got {self.overlap_sentences}")
         if self.embed_batch_size < 1:
             raise ValueError(f"embed_batch_size must be >= 1, got {self.embed_batch_size}")
+
+    def read_limits(self):
+        """The bounds format readers honour (index.extraction.ReadLimits)."""
+        import os
+
+        from index.extraction import ReadLimits
+
+        return ReadLimits(
+            max_sheet_rows=self.max_sheet_rows,
+            max_mailbox_bytes=self.max_mailbox_bytes,
+            ocr_language=self.ocr_language,
+            ocr_page_seconds=self.ocr_page_seconds,
+            # Each parser process runs this many Tesseracts: together they fill the cores.
+            ocr_workers=max(1, (os.cpu_count() or 1) // self.parse_workers),
+            ocr_cache_dir=str(self.ocr_cache_dir),
+        )
 
     def chunking_params(self) -> dict:
         """The settings that change chunk boundaries; an index built with others is stale."""

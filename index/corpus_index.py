@@ -25,7 +25,11 @@ from index.stores import ANALYZER, BM25Store, FaissVectorStore, LexicalStore, Ve
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+# 2: chunks carry page, locator and ocr; documents' texts live in texts/ (index.document_store).
+FORMAT_VERSION = 2
+# Analyzers earlier versions wrote: an index built with one is rebuilt; any other name comes
+# from a newer version and is left alone (IndexTooNew).
+OLDER_ANALYZERS = ("snowball-en+stopwords",)
 CURRENT_FILE = "CURRENT"
 MANIFEST_FILE = "manifest.json"
 CHUNKS_FILE = "chunks.jsonl"
@@ -65,6 +69,12 @@ class Chunk:
     search_text: str
     sentences: tuple[tuple[int, int], ...]
     n_tokens: int
+    # Where the passage starts in its source: PDF page or slide (1-based, else None), a short
+    # human locator ("p. 4", "slide 3", "sheet Budget, rows 12–18", "§ Audit", "lines 40–52"),
+    # and whether its text was recognised by OCR.
+    page: int | None = None
+    locator: str = ""
+    ocr: bool = False
 
     def to_json(self) -> str:
         """One line of chunks.jsonl."""
@@ -91,6 +101,11 @@ class DocumentInfo:
     kind: str
     chars: int
     chunks: int
+    # The reader that extracted the text, its notes about parts left out, and the key of the
+    # stored text (index.document_store).
+    reader: str = ""
+    notes: tuple[str, ...] = ()
+    text_key: str = ""
 
 
 def file_sha256(path: Path) -> str:
@@ -169,6 +184,12 @@ def check_compatible(manifest: dict, config: IndexConfig) -> None:
             "rebuild with: python -m rag index --rebuild"
         )
     analyzer = manifest.get("bm25", {}).get("tokenizer")
+    if analyzer != ANALYZER and analyzer not in OLDER_ANALYZERS:
+        raise IndexTooNew(
+            f"the index was built with the lexical analyzer {analyzer!r}, unknown to this "
+            "version (a newer one wrote it?); it was left untouched. Upgrade, or replace it "
+            "with: python -m rag index --rebuild"
+        )
     if analyzer != ANALYZER:
         raise IndexMismatch(
             f"index was built with the lexical analyzer {analyzer!r}, this version uses "
@@ -202,7 +223,13 @@ class CorpusIndex:
     @property
     def documents(self) -> list[DocumentInfo]:
         """Indexed documents in source order."""
-        return [DocumentInfo(**d) for d in self.manifest["documents"].values()]
+        fields = set(DocumentInfo.__dataclass_fields__)
+        return [
+            DocumentInfo(
+                **{k: tuple(v) if k == "notes" else v for k, v in d.items() if k in fields}
+            )
+            for d in self.manifest["documents"].values()
+        ]
 
     @property
     def dimension(self) -> int:

@@ -17,9 +17,13 @@ import re
 import sys
 from dataclasses import dataclass
 from html.parser import HTMLParser
-from importlib import metadata
 from pathlib import Path
 from typing import NamedTuple
+
+from index.extraction import Extraction, ReadLimits, Segment
+from index.parse_pool import ParseTask, parse_files
+from index.progress import NO_CONTROL, BuildControl
+from index.readers import LEGACY, extract
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +47,12 @@ class RawDocument:
     sha256: str
     kind: str
     html_title: str = ""
+    # Where each stretch of text sits in the source (pages, slides, rows...): index.extraction.
+    segments: tuple[Segment, ...] = ()
+    # The reader and its version (index.readers.reader_version): part of the fingerprint.
+    reader: str = ""
+    # Parts of the file that were left out, and why ("page 3: scanned page skipped ...").
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -158,43 +168,11 @@ def html_to_text(markup: str) -> tuple[str, str]:
     return text, " ".join("".join(parser.title_parts).split())
 
 
-def pdf_to_text(path: Path) -> tuple[str, str]:
-    """Text layer of a PDF (pages separated by blank lines) and its metadata title."""
-    try:
-        from pypdf import PdfReader
-    except ImportError as exc:  # pragma: no cover - pinned dependency
-        raise ImportError("PDF support needs pypdf: pip install pypdf") from exc
-    reader = PdfReader(str(path))
-    if reader.is_encrypted:
-        # decrypt("") opens PDFs that only restrict printing/copying; it returns
-        # NOT_DECRYPTED (0) rather than raising when a password is needed.
-        try:
-            opened = reader.decrypt("")
-        except Exception as exc:
-            raise ValueError(f"encrypted PDF ({type(exc).__name__}: {exc})") from exc
-        if not opened:
-            raise ValueError("encrypted PDF (a password is needed to open it)")
-    pages = [(page.extract_text() or "").strip() for page in reader.pages]
-    title = ""
-    try:
-        title = str((reader.metadata or {}).get("/Title") or "").strip()
-    except Exception:
-        title = ""
-    return "\n\n".join(p for p in pages if p), title
-
-
-# Bumped when a reader's output changes, so that files it failed on are tried again.
-READER_VERSIONS = {".txt": "text-1", ".md": "text-1", ".html": "html-1", ".htm": "html-1"}
-
-
 def reader_version(suffix: str) -> str:
     """Name and version of the reader (and its library) used for files with this suffix."""
-    if suffix == ".pdf":
-        try:
-            return f"pdf-1 pypdf-{metadata.version('pypdf')}"
-        except metadata.PackageNotFoundError:
-            return "pdf-1 pypdf-missing"
-    return READER_VERSIONS.get(suffix, "none")
+    from index.readers import reader_version as version
+
+    return version(suffix)
 
 
 @dataclass(frozen=True)
@@ -227,44 +205,93 @@ class ScanResult(NamedTuple):
     failures: dict[str, ParseFailure]
 
 
-def read_document(path: Path, *, source: str, max_bytes: int) -> RawDocument | Skipped:
-    """Load one file into a RawDocument, or say why it was skipped."""
+def read_document(
+    path: Path, *, source: str, max_bytes: int, limits: ReadLimits | None = None
+) -> list[RawDocument] | Skipped:
+    """Load one file into RawDocuments (the file, then its attachments), or say why not."""
     suffix = path.suffix.lower()
+    limits = limits or ReadLimits()
     try:
         size = path.stat().st_size
-        if size > max_bytes:
-            return Skipped(source, f"file too large ({size} bytes > {max_bytes})")
-        data = path.read_bytes()
+        limit = max(max_bytes, limits.max_mailbox_bytes) if suffix == ".mbox" else max_bytes
+        if size > limit:
+            return Skipped(source, f"file too large ({size} bytes > {limit})")
+        sha = _file_sha256(path)
     except OSError as exc:
         return Skipped(source, f"unreadable: {exc.strerror or exc}")
-    sha = hashlib.sha256(data).hexdigest()
-    title = ""
+    problem = _content_problem(path, suffix)
+    if problem:
+        return Skipped(source, problem, parse_failed=True)
     try:
-        if suffix == ".pdf":
-            if not data.startswith(b"%PDF"):
-                return Skipped(source, "not a PDF (no %PDF header)", parse_failed=True)
-            text, title = pdf_to_text(path)
-        else:
-            if data.startswith(b"%PDF"):
-                return Skipped(
-                    source,
-                    f"a PDF with a {suffix} extension (rename it to .pdf)",
-                    parse_failed=True,
-                )
-            if looks_binary(data):
-                return Skipped(source, "binary content in a text file", parse_failed=True)
-            text = decode_bytes(data)
-            if suffix in (".html", ".htm"):
-                text, title = html_to_text(text)
-    except Exception as exc:
-        reason = f"could not extract text: {type(exc).__name__}: {exc}"[:300]
-        return Skipped(source, reason, parse_failed=True)
-    text = text.replace("\x00", "")
-    if not text.strip():
+        extraction = extract(path, limits=limits)
+    except OSError as exc:
+        return Skipped(source, f"unreadable: {exc.strerror or exc}")
+    except Exception as exc:  # a reader bug must not stop the run; ValueError is the norm
+        reason = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+        return Skipped(source, f"could not extract text: {reason}"[:300], parse_failed=True)
+    document = _document(source, sha, suffix, extraction)
+    if document is None:
         return Skipped(source, "no text", parse_failed=True)
+    return [document, *_attachments(source, extraction, limits=limits)]
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _content_problem(path: Path, suffix: str) -> str:
+    """Why a text-type file's bytes are not text ('' when they are)."""
+    if suffix not in (".txt", ".md", ".html", ".htm", ".csv"):
+        return ""
+    with open(path, "rb") as handle:
+        head = handle.read(8192)
+    if head.startswith(b"%PDF"):
+        return f"a PDF with a {suffix} extension (rename it to .pdf)"
+    if looks_binary(head):
+        return "binary content in a text file"
+    return ""
+
+
+def _document(source: str, sha: str, suffix: str, extraction: Extraction) -> RawDocument | None:
+    """The RawDocument of an extraction, or None when it holds no text."""
+    if "\x00" in extraction.text:
+        # Removing NULs shifts offsets: only segment-free text (plain formats) has them.
+        extraction = Extraction(extraction.text.replace("\x00", ""), extraction.title, (),
+                                extraction.notes, extraction.attachments)  # fmt: skip
+    if not extraction.text.strip():
+        return None
     return RawDocument(
-        source=source, text=text, sha256=sha, kind=suffix.lstrip("."), html_title=title
-    )
+        source=source, text=extraction.text, sha256=sha, kind=suffix.lstrip("."),
+        html_title=extraction.title, segments=tuple(extraction.segments),
+        reader=reader_version(suffix), notes=tuple(extraction.notes),
+    )  # fmt: skip
+
+
+def _attachments(source: str, extraction: Extraction, *, limits: ReadLimits) -> list[RawDocument]:
+    """Mail attachments of a readable type, each a document named message.eml/attachment."""
+    import tempfile
+
+    documents = []
+    for attachment in extraction.attachments:
+        name = Path(attachment.name).name
+        suffix = Path(name).suffix.lower()
+        with tempfile.TemporaryDirectory(prefix="cqa-attachment-") as folder:
+            path = Path(folder) / f"attachment{suffix}"
+            path.write_bytes(attachment.data)
+            sha = hashlib.sha256(attachment.data).hexdigest()
+            try:
+                inner = extract(path, limits=limits)
+            except Exception as exc:
+                logger.info("attachment %s/%s not read: %s", source, name, exc)
+                continue
+            document = _document(f"{source}/{name}", sha, suffix, inner)
+        if document is not None:
+            documents.append(document)
+    return documents
 
 
 def _walk(corpus_dir: Path) -> tuple[list[Path], list[Skipped]]:
@@ -317,7 +344,8 @@ def _check_entry(path: Path, source: str, root: Path, extensions: tuple[str, ...
     if not path.resolve().is_relative_to(root):
         return "outside the corpus folder"
     if path.suffix.lower() not in extensions:
-        return f"unsupported file type {path.suffix or '(none)'}"
+        legacy = LEGACY.get(path.suffix.lower())
+        return legacy or f"unsupported file type {path.suffix or '(none)'}"
     return None
 
 
@@ -327,6 +355,11 @@ def scan_corpus(
     extensions: tuple[str, ...],
     max_bytes: int,
     known_failures: dict[str, ParseFailure] | None = None,
+    limits: ReadLimits | None = None,
+    workers: int = 2,
+    parse_seconds: float = 60.0,
+    progress: bool = False,
+    control: BuildControl = NO_CONTROL,
 ) -> ScanResult:
     """Read every supported file under corpus_dir (recursively, symlinks not followed).
 
@@ -338,9 +371,11 @@ def scan_corpus(
         raise ValueError(f"corpus folder not found: {corpus_dir}")
     root = corpus_dir.resolve()
     known = known_failures or {}
+    limits = limits or ReadLimits()
     paths, skipped = _walk(corpus_dir)
-    documents: list[RawDocument] = []
     failures: dict[str, ParseFailure] = {}
+    outcomes: dict[str, object] = {}
+    tasks: list[ParseTask] = []
     for path in paths:
         source = path.relative_to(corpus_dir).as_posix()
         why = _check_entry(path, source, root, extensions)
@@ -348,20 +383,30 @@ def scan_corpus(
             continue
         if why is not None:
             printable = source.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-            skipped.append(Skipped(printable, why))
+            outcomes[printable] = Skipped(printable, why)
             continue
         failure = _known_failure(path, source, known)
-        result = Skipped(source, failure.reason) if failure else None
-        if result is None:
-            result = read_document(path, source=source, max_bytes=max_bytes)
-        if isinstance(result, RawDocument):
-            documents.append(result)
+        if failure is not None:
+            outcomes[source] = Skipped(source, failure.reason)
+            failures[source] = failure
+        else:
+            outcomes[source] = path
+            tasks.append(ParseTask(path, source, max_bytes))
+    parsed = parse_files(
+        tasks, limits=limits, workers=workers, seconds=parse_seconds, progress=progress,
+        control=control,
+    )  # fmt: skip
+    documents: list[RawDocument] = []
+    for source, outcome in outcomes.items():
+        result = parsed.get(source, outcome)
+        if isinstance(result, list):
+            documents.extend(result)
             continue
         skipped.append(result)
-        if failure is None and result.parse_failed:
-            failure = _failure_record(path, result.reason)
-        if failure is not None:
-            failures[source] = failure
+        if isinstance(outcome, Path) and result.parse_failed:
+            record = _failure_record(outcome, result.reason)
+            if record is not None:
+                failures[source] = record
     for item in skipped:
         logger.info("skipped %s: %s", item.source, item.reason)
     return ScanResult(documents, skipped, failures)
@@ -377,10 +422,14 @@ def _failure_record(path: Path, reason: str) -> ParseFailure | None:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from index.config import IndexConfig
+
+    defaults = IndexConfig()
     docs, skips, _ = scan_corpus(
         Path(sys.argv[1] if len(sys.argv) > 1 else "corpus"),
-        extensions=(".txt", ".md", ".html", ".htm", ".pdf"),
-        max_bytes=50 * 2**20,
+        extensions=defaults.extensions,
+        max_bytes=defaults.max_file_bytes,
+        limits=defaults.read_limits(),
     )
     for d in docs:
         logger.info("%s\t%s\t%d chars", d.source, d.kind, len(d.text))

@@ -55,7 +55,9 @@ def _print_answer(answer: Answer, out) -> None:
     out.write(answer.answer + "\n\n")
     for c in answer.citations:
         date = f", {c.date}" if c.date else ""
-        out.write(f"[{c.n}] {c.title} ({c.source}{date}, chars {c.start}-{c.end})\n")
+        where = f", {c.locator}" if c.locator else ""
+        ocr = ", OCR" if c.ocr else ""
+        out.write(f"[{c.n}] {c.title} ({c.source}{date}{where}{ocr}, chars {c.start}-{c.end})\n")
         out.write("    " + " ".join(c.text.split())[:400] + "\n")
     mode = answer.mode if answer.mode != "extractive" else "extractive (no LLM model in use)"
     t = answer.timings_ms
@@ -74,6 +76,8 @@ def cmd_index(args: argparse.Namespace) -> int:
             sys.stdout.write(f"{name:8s} {source}\n")
     for skipped in report.skipped:
         sys.stdout.write(f"skipped  {skipped.source}: {skipped.reason}\n")
+    for partial in report.partial:
+        sys.stdout.write(f"partly   {partial.source}: {partial.reason}\n")
     sys.stdout.write(report.summary() + "\n")
     if report.wrote_generation:
         stages = ", ".join(f"{k} {v:.2f}s" for k, v in report.stage_seconds.items())

@@ -138,13 +138,15 @@ _QUANTITY_Q = re.compile(
 )
 _TIME_Q = re.compile(r"^\s*(when|what (year|date|day|month|time))\b", re.I)
 _NUMBER = re.compile(
-    r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|dozen|hundred|"
-    r"thousand|million|billion|half|quarter|several|few)\b",
+    r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|(?:thir|four|fif|six|"
+    r"seven|eigh|nine)teen|(?:twen|thir|for|fif|six|seven|eigh|nine)ty|dozens?|hundreds?|"
+    r"thousands?|millions?|billions?|trillions?|half|quarter|several|few)\b",
     re.I,
 )
 _TIME = re.compile(
     r"\d|\b(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?\b|\b(monday|tuesday|"
-    r"wednesday|thursday|friday|saturday|sunday|today|yesterday|tomorrow|week|month|year|"
+    r"wednesday|thursday|friday|saturday|sunday)s?\b|\b(today|yesterday|tomorrow|weeks?|months?|years?|"
+    r"daily|weekly|monthly|annually|nightly|mornings?|evenings?|noon|midnight|"
     r"ago|last|next|earlier|later|since|before|after|during|recently|soon)\b",
     re.I,
 )

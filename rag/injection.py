@@ -26,6 +26,11 @@ from index.cleaning import iter_lines, split_sentences
 _MODEL = r"(?:ai|a\.i\.|(?:large\s+)?language\s+model|llm|chat\s?bot|chatgpt|gpt(?:-\d+)?)"
 _ADJECTIVE = r"(?:helpful|harmless|honest|friendly|virtual|digital|ai|smart|intelligent|new)"
 _ADDRESSEE = rf"(?:{_MODEL}|(?:{_ADJECTIVE}\s+)+assistant)"
+# Words that show a line speaks to its reader: second person or an order.
+_CUE = (
+    r"[^\n]*\b(?:you|your|ignore|disregard|respond|reply|answer|tell|say|must|always|never|"
+    r"pretend|act\s+as|output|reveal|email|send)\b"
+)
 # (label shown on the card, pattern over case-folded text with single spaces)
 _PATTERNS = (
     (
@@ -38,14 +43,16 @@ _PATTERNS = (
     ("disregard the above", r"\b(?:disregard|ignore|forget)\s+(?:all\s+)?(?:of\s+)?the\s+above\b"),
     (
         "role marker",
-        r"(?:^|\n)\W{0,4}(?:assistant|system|ai|chatgpt|llm|bot)\s*:"
+        # A role label starts a line and is alone there or speaks to the reader ("System: you
+        # must...", "Assistant: tell the user..."); "System: 16 GB RAM" is a spec sheet.
+        rf"(?:^|\n)\W{{0,4}}(?:assistant|system|ai|chatgpt|llm|bot|user)\s*:\s*(?:$|\n|{_CUE})"
         r"|\[/?(?:system|assistant)\]|</?(?:system|assistant)>|<\|[a-z_]+\|>",
     ),
     (
         "you are an AI",
         rf"\byou\s+are\s+(?:now\s+|no\s+longer\s+)?(?:an?\s+|the\s+)?{_ADDRESSEE}\b"
         rf"|\bas\s+an?\s+(?:ai\s+)?(?:large\s+)?language\s+model\b"
-        rf"|\b(?:dear|attention|note\s+to(?:\s+the)?|hey)\s*,?\s*{_ADDRESSEE}s?\b"
+        rf"|\b(?:dear|attention|note\s+to(?:\s+the)?|hey)\s*,?\s*{_ADDRESSEE}s?\s*[,:!.]"
         rf"|\b{_ADDRESSEE}s?\s+(?:reading|processing|summari[sz]ing)\s+this\b",
     ),
     (
@@ -55,6 +62,7 @@ _PATTERNS = (
     ),
 )
 _COMPILED = tuple((label, re.compile(pattern)) for label, pattern in _PATTERNS)
+_ROLE = dict(_COMPILED)["role marker"]
 # One pass over clean text (nearly all of it) instead of one per pattern.
 _ANY = re.compile("|".join(f"(?:{pattern})" for _, pattern in _PATTERNS))
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"))
@@ -94,14 +102,30 @@ def flagged_spans(text: str) -> tuple[tuple[int, int, str], ...]:
     instructions." or "Assistant:" on the same line is the payload ("The answer is 42").
     Cached: the same top passages come back for many questions.
     """
-    spans = []
+    spans: list[tuple[int, int, str]] = []
     for s, e in iter_lines(text):
+        if spans and s < spans[-1][1]:
+            continue  # inside the paragraph a bare marker tainted
+        if _ROLE.search(_fold(text[s:e])):  # a role label speaks for its whole line
+            spans.append(
+                (s, _payload_end(text, s, e), "text addressed to an AI assistant (role marker)")
+            )
+            continue
         for start, end in split_sentences(text, s, e):
             reason = injection_reason(text[start:end])
             if reason:
-                spans.append((start, e, reason))
+                spans.append((start, _payload_end(text, start, e), reason))
                 break
     return tuple(spans)
+
+
+def _payload_end(text: str, start: int, line_end: int) -> int:
+    """End of what a flag taints: its line, or the next paragraph after a bare marker line."""
+    if len(text[start:line_end].split()) > 3:
+        return line_end  # the payload is on the same line
+    # "Assistant:" alone on a line: what it "says" is the following paragraph.
+    gap = text.find("\n\n", line_end + 1)
+    return len(text) if gap < 0 else gap
 
 
 def passage_flag(text: str) -> str:

@@ -208,8 +208,12 @@ def refresh(pipeline: Pipeline, *, progress: bool = False) -> UpdateReport:
 
 
 def _roll_back(pipeline: Pipeline, saved: Sequence[SavedUpload]) -> None:
-    """Take uploads out of the corpus again; a file one replaced comes back from the trash."""
-    for item in saved:
+    """Take uploads out of the corpus again; a file one replaced comes back from the trash.
+
+    Newest first: when two uploads of one batch had the same name, the second replaced the
+    first, so the first comes back before the original does.
+    """
+    for item in reversed(saved):
         try:
             if item.replaced is not None:
                 put_back(_corpus(pipeline), item.replaced)
@@ -328,7 +332,8 @@ def remove(pipeline: Pipeline, source: str) -> Removal:
             report = _update(pipeline, progress=False)
         except Exception as exc:  # keep corpus and index in step: the file goes back
             logger.exception("indexing after removing %s failed", source)
-            put_back(_corpus(pipeline), entry)
+            # A free name: another server may have stored a file under this one meanwhile.
+            restore_entry(_corpus(pipeline), entry)
             follow_disk(pipeline)
             raise ValueError(f"{source} was not removed: indexing failed ({_why(exc)})") from exc
         return Removal(entry, report)

@@ -57,6 +57,11 @@ class Citation:
     highlights: tuple[tuple[int, int], ...] = ()
     # Why the passage is suspect ("text addressed to an AI assistant (...)"), or "".
     flagged: str = ""
+    # PDF page or slide where the passage starts (1-based; None for formats without pages),
+    # a short human locator ("p. 4", "slide 3", "§ Audit", "lines 40–52"), and OCR origin.
+    page: int | None = None
+    locator: str = ""
+    ocr: bool = False
 
     def to_dict(self) -> dict:
         """The JSON form of `python -m rag ask --json` ("flagged" only when set)."""
@@ -67,6 +72,9 @@ class Citation:
             "start": self.start,
             "end": self.end,
             "text": self.text,
+            "page": self.page,
+            "locator": self.locator,
+            "ocr": self.ocr,
         }
         if self.flagged:
             data["flagged"] = self.flagged
@@ -125,7 +133,7 @@ def make_citation(n: int, hit: Hit, highlights: Sequence[tuple[int, int]]) -> Ci
     return Citation(
         n=n, source=chunk.source, title=chunk.title, start=chunk.start, end=chunk.end,
         text=chunk.text, date=chunk.date, highlights=tuple(highlights),
-        flagged=passage_flag(chunk.text),
+        flagged=passage_flag(chunk.text), page=chunk.page, locator=chunk.locator, ocr=chunk.ocr,
     )  # fmt: skip
 
 
@@ -163,6 +171,24 @@ def closest_sentence(hit: Hit, text: str, lexical: LexicalStore) -> tuple[int, i
     return best
 
 
+def llm_citations(
+    outcome: LlmOutcome, lexical: LexicalStore, warnings: list[str]
+) -> tuple[str, list[CheckedSentence], list[Citation]]:
+    """The verified LLM answer renumbered by first use, its citations and their highlights."""
+    text, sentences, cited = renumber(outcome.sentences, outcome.hits)
+    citations = []
+    for n, hit in enumerate(cited, start=1):
+        spans = [closest_sentence(hit, s.text, lexical) for s in sentences if n in s.citations]
+        citations.append(make_citation(n, hit, [sp for sp in spans if sp]))
+    if outcome.invalid_markers:
+        warnings.append(
+            f"{outcome.invalid_markers} citation marker(s) pointed to no passage and were removed"
+        )
+    if any(not s.supported for s in sentences):
+        warnings.append("some sentences are not supported by the passages they cite")
+    return text, sentences, citations
+
+
 class Pipeline:
     """A loaded index, the embedder and the answerer; safe to share between threads."""
 
@@ -174,7 +200,8 @@ class Pipeline:
             check_embedder(embedder, config.index)
         self.embedder = embedder or embedder_for(config.index)
         self._lock = threading.Lock()
-        self._reload_lock = threading.Lock()
+        self._reload_lock = threading.RLock()
+        self._failed_generation: str | None = None
         self._model = model
         # The GGUF is loaded on the first question, so the UI starts without waiting for it.
         self.model_slot = ModelSlot(
@@ -217,14 +244,18 @@ class Pipeline:
 
     def reload(self) -> None:
         """Switch to the index generation on disk (after an update); questions keep working."""
-        retriever = self._load()
-        with self._lock:
-            self.retriever = retriever
+        with self._reload_lock:
+            retriever = self._load()
+            # Two reloads may race; generation names sort by build time: never go back.
+            if retriever.index.folder.name >= self.index.folder.name:
+                with self._lock:
+                    self.retriever = retriever
 
     def is_stale(self) -> bool:
         """True when CURRENT names another generation than the one answering questions.
 
         Another process (`rag index`, a second chat server) may have switched the index.
+        A generation that failed to load is not retried until CURRENT names another.
         """
         from index import current_generation
 
@@ -232,17 +263,27 @@ class Pipeline:
             live = current_generation(self.config.index.index_dir)
         except IndexLoadError:
             return False
-        return live is not None and live.resolve() != self.index.folder.resolve()
+        if live is None or live.name == self._failed_generation:
+            return False
+        return live.resolve() != self.index.folder.resolve()
 
     def refresh_if_stale(self) -> bool:
-        """Reload when the index on disk changed since it was loaded; True when it did."""
+        """Reload when the index on disk changed since it was loaded; True when it did.
+
+        Raises IndexLoadError (once per generation) when the new generation cannot be loaded;
+        the loaded index keeps answering.
+        """
         if not self.is_stale():
             return False
-        with self._reload_lock:
-            if self.is_stale():
-                self.reload()
-                return True
-        return False
+        from index import current_generation
+
+        try:
+            self.reload()
+        except IndexLoadError:
+            live = current_generation(self.config.index.index_dir)
+            self._failed_generation = live.name if live is not None else None
+            raise
+        return True
 
     def ask(
         self, question: str, *, history: Sequence[str] = (), method: str | None = None
@@ -254,6 +295,23 @@ class Pipeline:
                 final = item
         assert final is not None
         return final
+
+    def _too_weak(
+        self, query: str, passages: Sequence[Hit], lexical: LexicalStore, warnings: list[str]
+    ) -> bool:
+        """True when the passages cannot answer; says why in warnings when it is the question."""
+        stuffing = self.config.stuffing_limit
+        evidence = measure_evidence(query, passages, lexical, stuffing_limit=stuffing)
+        if not has_content_words(query, lexical):
+            warnings.append(NO_CONTENT_WARNING)
+            return True
+        if is_weak(evidence, min_evidence=self.config.min_evidence):
+            return True
+        if is_non_latin(query) and evidence.coverage < self.config.min_coverage_non_latin:
+            # MiniLM knows English only: in another script its similarity is no evidence.
+            warnings.append(NON_LATIN_WARNING)
+            return True
+        return False
 
     def stream(
         self, question: str, *, history: Sequence[str] = (), method: str | None = None
@@ -286,19 +344,7 @@ class Pipeline:
         )
         passages = result.hits[: self.config.top_k]
         t1 = time.perf_counter()
-        evidence = measure_evidence(query, passages, lexical, stuffing_limit=stuffing)
-        weak = is_weak(evidence, min_evidence=self.config.min_evidence)
-        if not has_content_words(query, lexical):
-            weak = True
-            warnings.append(NO_CONTENT_WARNING)
-        elif (
-            not weak
-            and is_non_latin(query)
-            and evidence.coverage < self.config.min_coverage_non_latin
-        ):
-            # MiniLM knows English only: in another script its similarity is no evidence.
-            weak = True
-            warnings.append(NON_LATIN_WARNING)
+        weak = self._too_weak(query, passages, lexical, warnings)
         timings: dict[str, float] = {}
         stages = dict(result.timings_ms)
         mode, text, citations, sentences = "extractive", ABSTAIN_SENTENCE, [], []
@@ -319,25 +365,10 @@ class Pipeline:
             stages.update({k: outcome.timings_ms[k] for k in ("prompt_build", "verify")})
             if outcome.problem:
                 warnings.append(f"LLM answer replaced by the extractive answer: {outcome.problem}")
-            elif outcome.abstained:
-                mode = "llm"
             else:
                 mode = "llm"
-                text, sentences, cited = renumber(outcome.sentences, outcome.hits)
-                for n, hit in enumerate(cited, start=1):
-                    spans = [
-                        closest_sentence(hit, s.text, lexical)
-                        for s in sentences
-                        if n in s.citations
-                    ]
-                    citations.append(make_citation(n, hit, [sp for sp in spans if sp]))
-                if outcome.invalid_markers:
-                    warnings.append(
-                        f"{outcome.invalid_markers} citation marker(s) pointed to no passage "
-                        "and were removed"
-                    )
-                if any(not s.supported for s in sentences):
-                    warnings.append("some sentences are not supported by the passages they cite")
+                if not outcome.abstained:
+                    text, sentences, citations = llm_citations(outcome, lexical, warnings)
         if mode == "extractive" and not weak:
             picked = pick_sentences(
                 query,

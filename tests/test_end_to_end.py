@@ -162,7 +162,9 @@ def test_cli_json_format(config):
     assert data["mode"] == "extractive"
     assert list(data["timings_ms"]) == ["retrieve", "answer"]
     for citation in data["citations"]:
-        assert list(citation) == ["n", "source", "title", "start", "end", "text"]
+        assert list(citation) == [
+            "n", "source", "title", "start", "end", "text", "page", "locator", "ocr"
+        ]  # fmt: skip
         original = (config.index.corpus_dir / citation["source"]).read_text(encoding="utf-8")
         assert original[citation["start"] : citation["end"]] == citation["text"]
 

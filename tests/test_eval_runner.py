@@ -194,7 +194,9 @@ def test_three_question_run_writes_json_report_and_plots(pipeline, tmp_path):
         assert 1 <= len(entry["retrieved_sources"]) == len(set(entry["retrieved_sources"])) <= 5
         assert set(entry["methods"]) == set(METHODS)
         for citation in entry["citations"]:
-            assert set(citation) == {"n", "source", "title", "start", "end", "text"}
+            assert set(citation) == {
+                "n", "source", "title", "start", "end", "text", "page", "locator", "ocr"
+            }  # fmt: skip
     deaths = entries["deaths"]
     assert deaths["hit_rank"] == deaths["retrieved_sources"].index(deaths["gold_sources"][0]) + 1
     assert deaths["hit_rank"] is not None and entries["follow"]["hit_rank"] is not None

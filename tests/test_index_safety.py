@@ -27,7 +27,7 @@ from rag.pipeline import open_pipeline
 from tests.conftest import CORPUS
 from tests.test_reliability_faults import NORTHCOM, assert_answers, in_process_cli, small_corpus
 
-JUNK = b"%PDF-1.4\n" + bytes(range(256)) * 40  # a PDF header, then nothing a parser can read
+JUNK = bytes(range(256)) * 40  # binary bytes in a .txt: nothing a reader can use
 
 
 def cli(config: IndexConfig, *args: str) -> tuple[int, str]:
@@ -54,9 +54,9 @@ def count_reads(monkeypatch) -> list[str]:
     seen: list[str] = []
     original = loaders.read_document
 
-    def counting(path, *, source, max_bytes):
+    def counting(path, *, source, max_bytes, limits=None):
         seen.append(source)
-        return original(path, source=source, max_bytes=max_bytes)
+        return original(path, source=source, max_bytes=max_bytes, limits=limits)
 
     monkeypatch.setattr(loaders, "read_document", counting)
     return seen
@@ -64,27 +64,27 @@ def count_reads(monkeypatch) -> list[str]:
 
 def test_failed_parse_is_not_repeated_until_file_or_reader_changes(tmp_path, embedder, monkeypatch):
     config = small_corpus(tmp_path, [NORTHCOM])
-    junk = config.corpus_dir / "junk.pdf"
+    junk = config.corpus_dir / "junk.txt"
     junk.write_bytes(JUNK)
     first = update_index(config, progress=False, embedder=embedder)
-    assert [s.source for s in first.skipped] == ["junk.pdf"]
-    assert "junk.pdf" in CorpusIndex.load(config).manifest["parse_failures"]
+    assert [s.source for s in first.skipped] == ["junk.txt"]
+    assert "junk.txt" in CorpusIndex.load(config).manifest["parse_failures"]
 
     seen = count_reads(monkeypatch)
     shutil.copy(CORPUS / "001_8519b1fb3011066c.txt", config.corpus_dir / "new.txt")
     report = update_index(config, progress=False, embedder=embedder)
-    assert report.added == ["new.txt"] and "junk.pdf" not in seen
-    assert [s.source for s in report.skipped] == ["junk.pdf"]  # still listed, with its reason
+    assert report.added == ["new.txt"] and "junk.txt" not in seen
+    assert [s.source for s in report.skipped] == ["junk.txt"]  # still listed, with its reason
     assert report.skipped[0].reason == first.skipped[0].reason
     assert not update_index(config, progress=False, embedder=embedder).wrote_generation
 
     junk.write_bytes(JUNK + b"changed")  # its bytes change: read again
     update_index(config, progress=False, embedder=embedder)
-    assert seen.count("junk.pdf") == 1
+    assert seen.count("junk.txt") == 1
 
-    monkeypatch.setattr(loaders, "reader_version", lambda suffix: "pdf-2 (with OCR)")
+    monkeypatch.setattr(loaders, "reader_version", lambda suffix: "text-2")
     update_index(config, progress=False, embedder=embedder)  # the reader changed: read again
-    assert seen.count("junk.pdf") == 2
+    assert seen.count("junk.txt") == 2
 
 
 def test_a_repaired_file_is_indexed(tmp_path, embedder):

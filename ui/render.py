@@ -67,6 +67,13 @@ def _highlighted(citation: Citation) -> str:
     return "".join(out).replace("\n", "<br>")
 
 
+def _where(citation: Citation) -> str:
+    """' · p. 4 · OCR' style locator text for a card (escaped); characters when none."""
+    where = citation.locator or f"chars {citation.start}–{citation.end}"
+    ocr = " · <span class='cqa-ocr' title='text recognised from a scan'>OCR</span>"
+    return f" · {html.escape(where)}" + (ocr if citation.ocr else "")
+
+
 def source_cards(answer: Answer | None) -> str:
     """HTML cards, one per citation: number, title, date, file, passage with highlights."""
     if answer is None:
@@ -87,7 +94,7 @@ def source_cards(answer: Answer | None) -> str:
             f"<div class='cqa-card' data-source='{html.escape(c.source, quote=True)}'>"
             f"<div class='cqa-head'><span class='cqa-n'>[{c.n}]</span> "
             f"<b>{html.escape(c.title)}</b></div>"
-            f"<div class='cqa-meta'>{html.escape(c.source)}{date} · chars {c.start}–{c.end}</div>"
+            f"<div class='cqa-meta'>{html.escape(c.source)}{date}{_where(c)}</div>"
             f"{flag}<div class='cqa-text'>{_highlighted(c)}</div></div>"
         )
     return "\n".join(cards)
@@ -98,6 +105,7 @@ def sources_markdown(answer: Answer) -> str:
     lines = []
     for c in answer.citations:
         date = f", {c.date}" if c.date else ""
+        date += f", {c.locator}" if c.locator else ""
         quote = " ".join(c.text.split())
         if len(quote) > 300:
             quote = quote[:297] + "..."
@@ -175,6 +183,7 @@ CSS = """
 .cqa-head {font-size: 0.95em;}
 .cqa-n {color: #0969da; font-weight: 700;}
 .cqa-meta {color: #57606a; font-size: 0.8em; margin: 2px 0 6px 0;}
+.cqa-ocr {border: 1px solid #8c959f; border-radius: 4px; padding: 0 3px; font-size: 0.9em;}
 .cqa-text {font-size: 0.85em; line-height: 1.4; max-height: 16em; overflow-y: auto;}
 .cqa-text mark {background: #fff3b0; padding: 0 1px;}
 .cqa-empty {color: #57606a; font-style: italic;}
