@@ -77,6 +77,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.embedding
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.scale
+	$(BIN)/python -m bench.ingest
 
 model: $(STAMP)
 	HF_HUB_OFFLINE=0 TRANSFORMERS_OFFLINE=0 $(BIN)/python -m rag.models download

@@ -18,13 +18,16 @@ from index.corpus_index import (
 )
 from index.embedding import Embedder, check_embedder, embedder_for, get_embedder
 from index.onnx_export import OnnxExportError
+from index.progress import BuildControl, IndexCancelled
 from index.stores import LexicalStore, VectorStore
 
 __all__ = [
+    "BuildControl",
     "Chunk",
     "CorpusIndex",
     "DocumentInfo",
     "Embedder",
+    "IndexCancelled",
     "IndexConfig",
     "IndexCorrupt",
     "IndexLoadError",

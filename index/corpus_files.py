@@ -28,13 +28,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from index.config import IndexConfig
+from index.config import SUPPORTED_EXTENSIONS, IndexConfig
 from index.durable import fsync_path
 from index.loaders import looks_binary
 
 logger = logging.getLogger(__name__)
 
-ALLOWED_SUFFIXES = (".txt", ".md", ".html", ".htm", ".pdf")
+ALLOWED_SUFFIXES = SUPPORTED_EXTENSIONS  # the upload panel takes every type the index reads
+# Checked here; every other type by its format module (index.formats.containers).
+_TEXT_SUFFIXES = (".txt", ".md", ".html", ".htm")
 MAX_NAME_BYTES = 200  # well under the 255-byte limit of common file systems, with room to spare
 DEFAULT_TRASH = IndexConfig.trash_dir
 # Hidden, so the index scan never reads a half-written upload.
@@ -184,6 +186,12 @@ def check_content(name: str, data: bytes) -> None:
     if suffix == ".pdf":
         if not data.startswith(b"%PDF"):
             raise ValueError(f"{name} is not a PDF (no %PDF header)")
+        return
+    if suffix not in _TEXT_SUFFIXES:
+        # Imported here: the zip and image checks are only needed for those uploads.
+        from index.formats.containers import check_upload_content
+
+        check_upload_content(name, data)
         return
     if data.startswith(b"%PDF"):
         raise ValueError(f"{name} is a PDF renamed to {suffix}")

@@ -6,17 +6,28 @@ Every change goes through the incremental index update and then switches the pip
 new generation, so a new document is searchable at once and questions keep working meanwhile.
 What is listed always comes from the generation live on disk: a change another process made
 (`rag index`, a second server) is loaded first. Nothing is deleted: removed and replaced files
-go to the corpus's trash, and an upload the index cannot take is rolled back.
+go to the corpus's trash, and an upload the index cannot take (or one cancelled) is rolled back.
+
+Uploads and folder refreshes also run as background jobs (`start_upload`, `start_refresh`) that
+report progress and can be cancelled; one change runs at a time (the others wait). A watcher
+(`watch_corpus`) looks at the corpus folder every few seconds, stat only, and starts a refresh
+when a supported file was added, changed or removed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import itertools
 import logging
+import os
 import threading
-from collections.abc import Sequence
+import time
+import weakref
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from index import DocumentInfo, IndexLoadError, UpdateReport, update_index
 from index.corpus_files import (
@@ -24,6 +35,7 @@ from index.corpus_files import (
     SavedUpload,
     TrashEntry,
     clean_staging,
+    discard_entry,
     empty_trash,
     find_entry,
     list_trash,
@@ -32,6 +44,7 @@ from index.corpus_files import (
     restore_entry,
     save_upload,
 )
+from index.progress import NO_CONTROL, BuildControl, IndexCancelled
 from rag.pipeline import Pipeline
 
 logger = logging.getLogger(__name__)
@@ -191,9 +204,14 @@ def list_trashed(pipeline: Pipeline) -> list[TrashEntry]:
     return list_trash(_corpus(pipeline), trash_dir=_trash_dir(pipeline))
 
 
-def _update(pipeline: Pipeline, *, progress: bool) -> UpdateReport:
+def _update(
+    pipeline: Pipeline, *, progress: bool, control: BuildControl = NO_CONTROL
+) -> UpdateReport:
     """Index what changed and switch the pipeline to the generation now on disk."""
-    report = update_index(pipeline.config.index, progress=progress, embedder=pipeline.embedder)
+    _remember_folder(pipeline)  # taken before the scan: a later change is seen by the watcher
+    report = update_index(
+        pipeline.config.index, progress=progress, embedder=pipeline.embedder, control=control
+    )
     if report.wrote_generation:
         pipeline.reload()
     else:
@@ -260,11 +278,17 @@ def _uploaded(item: SavedUpload, corpus: Path) -> Uploaded:
     return Uploaded(item.requested, source, item.replaced is not None, item.clashed_with)
 
 
-def _index_saved(pipeline: Pipeline, saved: list[SavedUpload], errors: list[str]) -> UploadResult:
+def _index_saved(
+    pipeline: Pipeline, saved: list[SavedUpload], errors: list[str], *, control: BuildControl
+) -> UploadResult:
     """Index saved uploads; roll back those the index skips, or all of them when it fails."""
     corpus = _corpus(pipeline)
     try:
-        report = _update(pipeline, progress=True)
+        report = _update(pipeline, progress=True, control=control)
+    except IndexCancelled:  # nothing was written: taking the files out restores the old state
+        _roll_back(pipeline, saved)
+        errors += [f"{s.requested}: not added (indexing was cancelled)" for s in saved]
+        return UploadResult(errors=errors)
     except Exception as exc:  # any failure of the index update: undo the whole upload
         logger.exception("indexing the upload failed")
         _roll_back(pipeline, saved)
@@ -295,18 +319,34 @@ def upload(
     *,
     max_bytes: int,
     replace: bool = False,
+    control: BuildControl = NO_CONTROL,
 ) -> UploadResult:
     """Save uploaded (name, bytes) pairs into the corpus and index them.
 
     A taken name gets a free one unless replace (the replaced file goes to the trash). A refused
-    file changes nothing; an upload the index cannot take is rolled back, with the reason.
+    file changes nothing; an upload the index cannot take, or one cancelled through control, is
+    rolled back, with the reason.
     """
     with _CHANGE_LOCK:
-        clean_staging(_corpus(pipeline))
-        saved, errors = _save_all(pipeline, files, max_bytes=max_bytes, replace=replace)
-        if not saved:
-            return UploadResult(errors=errors)
-        return _index_saved(pipeline, saved, errors)
+        return _upload_locked(
+            pipeline, files, max_bytes=max_bytes, replace=replace, control=control
+        )
+
+
+def _upload_locked(
+    pipeline: Pipeline,
+    files: Sequence[tuple[str, bytes]],
+    *,
+    max_bytes: int,
+    replace: bool,
+    control: BuildControl,
+) -> UploadResult:
+    """The upload itself; the caller holds the change lock."""
+    clean_staging(_corpus(pipeline))
+    saved, errors = _save_all(pipeline, files, max_bytes=max_bytes, replace=replace)
+    if not saved:
+        return UploadResult(errors=errors)
+    return _index_saved(pipeline, saved, errors, control=control)
 
 
 def check_removable(pipeline: Pipeline, source: object) -> str:
@@ -356,7 +396,333 @@ def restore(pipeline: Pipeline, entry_id: str) -> Restoration:
         return Restoration(restored, report)
 
 
-def empty(pipeline: Pipeline) -> int:
-    """Delete the corpus's trash for good; returns how many files were deleted."""
+def empty(pipeline: Pipeline, *, ids: Sequence[str] | None = None) -> int:
+    """Delete trash entries for good (those ids, or all); returns how many were deleted.
+
+    With ids, only what the user was shown goes: a file trashed after the question (by
+    another session or a replacing upload) stays restorable.
+    """
     with _CHANGE_LOCK:
-        return empty_trash(_corpus(pipeline), trash_dir=_trash_dir(pipeline))
+        if ids is None:
+            return empty_trash(_corpus(pipeline), trash_dir=_trash_dir(pipeline))
+        deleted = 0
+        for entry_id in ids:
+            try:
+                entry = find_entry(_corpus(pipeline), entry_id, trash_dir=_trash_dir(pipeline))
+            except ValueError:
+                continue  # restored or deleted meanwhile
+            discard_entry(entry)
+            deleted += 1
+        return deleted
+
+
+# --- background ingestion: one job per upload or refresh, progress, cancel ---------------------
+
+WAITING, RUNNING, DONE, CANCELLED, FAILED = "waiting", "running", "done", "cancelled", "failed"
+FINISHED = (DONE, CANCELLED, FAILED)
+_JOB_IDS = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class IngestProgress:
+    """Where a background ingestion stands: for the status line and the API."""
+
+    job_id: int
+    kind: str  # "upload" or "refresh"
+    state: str  # waiting (for another change), running, done, cancelled, failed
+    stage: str = ""  # "reading" (files) or "embedding" (chunks) while running
+    done: int = 0
+    total: int = 0
+    message: str = ""  # once finished: what it did, or why it stopped
+    finished_at: float | None = None  # time.monotonic() when it finished
+
+    @property
+    def finished(self) -> bool:
+        """True once the job ended, whichever way."""
+        return self.state in FINISHED
+
+
+class _Outcome(NamedTuple):
+    result: object
+    state: str
+    message: str
+
+
+class IngestJob:
+    """One ingestion (an upload or a folder refresh) on its own thread, with progress and cancel.
+
+    The job waits for the change lock, so it never runs beside another change; cancelling stops
+    the index update at its next step with the live index unchanged (an upload is rolled back).
+    """
+
+    def __init__(self, kind: str, work: Callable[[IngestJob, BuildControl], _Outcome]) -> None:
+        self.id = next(_JOB_IDS)
+        self.kind = kind
+        self.result: object = None  # UploadResult or UpdateReport once finished
+        self._work: Callable[[IngestJob, BuildControl], _Outcome] | None = work
+        self._cancel = threading.Event()
+        self._finished = threading.Event()
+        self._lock = threading.Lock()
+        self._progress = IngestProgress(self.id, kind, WAITING)
+        self._thread = threading.Thread(target=self._run, name=f"ingest-{self.id}", daemon=True)
+
+    def start(self) -> IngestJob:
+        """Start the job's thread; returns the job."""
+        self._thread.start()
+        return self
+
+    def progress(self) -> IngestProgress:
+        """The job's state now."""
+        with self._lock:
+            return self._progress
+
+    def cancel(self) -> None:
+        """Ask the job to stop at its next step (too late once it writes the new index)."""
+        self._cancel.set()
+
+    @property
+    def cancelled(self) -> bool:
+        """True once cancel was asked for."""
+        return self._cancel.is_set()
+
+    def wait(self, timeout: float | None = None) -> IngestProgress:
+        """Wait until the job finished (or timeout seconds passed); returns its state."""
+        self._finished.wait(timeout)
+        return self.progress()
+
+    def begin(self) -> None:
+        """Called by the work once it holds the change lock: the job is running."""
+        self._update(state=RUNNING)
+
+    def _update(self, **changes) -> None:
+        with self._lock:
+            self._progress = dataclasses.replace(self._progress, **changes)
+
+    def _report(self, stage: str, done: int, total: int) -> None:
+        self._update(stage=stage, done=done, total=total)
+
+    def _run(self) -> None:
+        control = BuildControl(on_progress=self._report, cancel=self._cancel)
+        try:
+            outcome = self._work(self, control)
+        except IndexCancelled as exc:
+            outcome = _Outcome(None, CANCELLED, str(exc))
+        except Exception as exc:  # reported in the status line; the details go to the log
+            logger.exception("background %s failed", self.kind)
+            outcome = _Outcome(None, FAILED, f"indexing failed ({_why(exc)})")
+        finally:
+            self._work = None  # the closure holds the pipeline; a finished job must not
+        self.result = outcome.result
+        self._update(state=outcome.state, message=outcome.message, finished_at=time.monotonic())
+        self._finished.set()
+
+
+@dataclass
+class _Ingestion:
+    """A pipeline's background state: its jobs (oldest first) and the folder's last look."""
+
+    jobs: list[IngestJob] = field(default_factory=list)
+    snapshot: frozenset | None = None
+    watcher: CorpusWatcher | None = None
+
+
+_STATES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_STATES_LOCK = threading.RLock()  # re-entered: start_refresh checks and submits under it
+
+
+def _state_unlocked(pipeline: Pipeline) -> _Ingestion:
+    return _STATES.setdefault(pipeline, _Ingestion())
+
+
+def _state(pipeline: Pipeline) -> _Ingestion:
+    with _STATES_LOCK:
+        return _state_unlocked(pipeline)
+
+
+def _submit(pipeline: Pipeline, job: IngestJob) -> IngestJob:
+    """Register and start a job; finished jobs but the newest are forgotten."""
+    state = _state(pipeline)
+    with _STATES_LOCK:
+        done = [j for j in state.jobs if j.progress().finished]
+        state.jobs = [j for j in state.jobs if not j.progress().finished] + done[-1:] + [job]
+    return job.start()
+
+
+def active_job(pipeline: Pipeline) -> IngestJob | None:
+    """The oldest unfinished job of the pipeline (the one running, or next to run), or None."""
+    with _STATES_LOCK:
+        jobs = list(_state_unlocked(pipeline).jobs)
+    return next((j for j in jobs if not j.progress().finished), None)
+
+
+def ingest_status(pipeline: Pipeline) -> tuple[IngestProgress | None, int]:
+    """The job to show (running, else the last finished) and how many more wait behind it."""
+    with _STATES_LOCK:
+        jobs = list(_state_unlocked(pipeline).jobs)
+    states = [j.progress() for j in jobs]
+    pending = [p for p in states if not p.finished]
+    if pending:  # the running one first: waiting jobs take the lock in no set order
+        running = [p for p in pending if p.state == RUNNING]
+        return (running or pending)[0], len(pending) - 1
+    last = max(states, key=lambda p: p.finished_at or 0.0, default=None)
+    return last, 0
+
+
+def cancel_ingestion(pipeline: Pipeline) -> int:
+    """Cancel every unfinished job of the pipeline; returns how many were asked to stop."""
+    with _STATES_LOCK:
+        jobs = [j for j in _state_unlocked(pipeline).jobs if not j.progress().finished]
+    for job in jobs:
+        job.cancel()
+    return len(jobs)
+
+
+def start_refresh(pipeline: Pipeline) -> IngestJob:
+    """Index the corpus folder in the background; an unfinished job is returned instead.
+
+    The unfinished job scans the folder itself, and a change after its scan is noticed by
+    the watcher, so a second refresh would only repeat the work.
+    """
+
+    def work(job: IngestJob, control: BuildControl) -> _Outcome:
+        with _CHANGE_LOCK:
+            control.check()
+            job.begin()
+            report = _update(pipeline, progress=False, control=control)
+        return _Outcome(report, DONE, report.summary())
+
+    with _STATES_LOCK:  # two callers at once must not start two refreshes
+        running = active_job(pipeline)
+        return running or _submit(pipeline, IngestJob("refresh", work))
+
+
+def start_upload(
+    pipeline: Pipeline, files: Sequence[tuple[str, bytes]], *, max_bytes: int, replace: bool
+) -> IngestJob:
+    """Save and index uploads in the background (after any change already running)."""
+    files = list(files)
+
+    def work(job: IngestJob, control: BuildControl) -> _Outcome:
+        with _CHANGE_LOCK:
+            if job.cancelled:  # while it waited: nothing was saved
+                cancelled = UploadResult(errors=["the upload was cancelled; nothing was added"])
+                return _Outcome(cancelled, CANCELLED, "upload cancelled; nothing was added")
+            job.begin()
+            result = _upload_locked(
+                pipeline, files, max_bytes=max_bytes, replace=replace, control=control
+            )
+        added = ", ".join(a.source for a in result.added)
+        if job.cancelled and not result.added:
+            return _Outcome(result, CANCELLED, "upload cancelled; nothing was added")
+        return _Outcome(result, DONE, f"added {added}" if added else "nothing was added")
+
+    return _submit(pipeline, IngestJob("upload", work))
+
+
+# --- the folder watcher: stat-only looks, a background refresh on a change ---------------------
+
+
+def corpus_snapshot(corpus_dir: Path, *, extensions: Sequence[str]) -> frozenset:
+    """(path, size, mtime_ns) of every supported file below corpus_dir; nothing is read."""
+    wanted = {e.lower() for e in extensions}
+    found = set()
+    for folder, dirs, files in os.walk(corpus_dir, followlinks=False):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]  # as the index scan: not documents
+        for name in files:
+            if name.startswith(".") or os.path.splitext(name)[1].lower() not in wanted:
+                continue
+            path = os.path.join(folder, name)
+            with contextlib.suppress(OSError):  # removed meanwhile: the next look sees it
+                stat = os.lstat(path)
+                found.add((path, stat.st_size, stat.st_mtime_ns))
+    return frozenset(found)
+
+
+def _look(pipeline: Pipeline) -> frozenset:
+    config = pipeline.config.index
+    return corpus_snapshot(Path(config.corpus_dir), extensions=config.extensions)
+
+
+def _remember_folder(pipeline: Pipeline) -> None:
+    """Record the folder as the index update about to run will see it."""
+    try:
+        _state(pipeline).snapshot = _look(pipeline)
+    except OSError as exc:
+        logger.warning("corpus folder not listed: %s", exc)
+
+
+def check_corpus(pipeline: Pipeline) -> IngestJob | None:
+    """Start a background refresh when the corpus folder changed since the index last saw it.
+
+    Until this process has updated the index once, any look counts as a change: files may
+    have changed while no server was watching.
+    """
+    if active_job(pipeline) is not None or _CHANGE_LOCK.locked():
+        return None  # a change is under way; the next look compares with what it saw
+    try:
+        now = _look(pipeline)
+    except OSError as exc:
+        logger.warning("corpus folder not listed: %s", exc)
+        return None
+    if now == _state(pipeline).snapshot:
+        return None
+    logger.info("the corpus folder changed; indexing it in the background")
+    return start_refresh(pipeline)
+
+
+class CorpusWatcher:
+    """Looks at a pipeline's corpus folder every few seconds and indexes what changed."""
+
+    def __init__(self, pipeline: Pipeline, *, every: float) -> None:
+        if not every > 0:
+            raise ValueError(f"the watch interval must be > 0 seconds, got {every}")
+        self.every = float(every)
+        # A weak reference: a watcher must not keep a pipeline nobody else uses alive.
+        self._pipeline = weakref.ref(pipeline)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="corpus-watcher", daemon=True)
+
+    @property
+    def running(self) -> bool:
+        """True while the watcher's thread runs."""
+        return self._thread.is_alive() and not self._stop.is_set()
+
+    def start(self) -> CorpusWatcher:
+        """Start watching; returns the watcher."""
+        self._thread.start()
+        return self
+
+    def stop(self, *, timeout: float = 10.0) -> None:
+        """Stop watching (a refresh already started goes on)."""
+        self._stop.set()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            pipeline = self._pipeline()
+            if pipeline is None:
+                return
+            try:
+                check_corpus(pipeline)
+            except Exception:  # keep watching: one bad look must not end it
+                logger.exception("looking at the corpus folder failed")
+            del pipeline
+
+
+def watch_corpus(pipeline: Pipeline, *, every: float) -> CorpusWatcher:
+    """Start watching the pipeline's corpus folder (one watcher per pipeline); returns it."""
+    state = _state(pipeline)
+    with _STATES_LOCK:
+        if state.watcher is not None and state.watcher.running:
+            return state.watcher
+        state.watcher = CorpusWatcher(pipeline, every=every)
+        return state.watcher.start()
+
+
+def stop_watching(pipeline: Pipeline) -> None:
+    """Stop the pipeline's watcher, if it has one."""
+    with _STATES_LOCK:
+        watcher, _state_unlocked(pipeline).watcher = _state_unlocked(pipeline).watcher, None
+    if watcher is not None:
+        watcher.stop()

@@ -176,3 +176,130 @@ def test_a_reloaded_page_shows_what_others_changed(
     library_message(page, "Deleted 2 file(s) from the trash")
     assert not {"dup.txt", "ferry.txt"} & set(corpus_files(private_pipeline))
     page.close()
+
+
+# --- the document view a citation opens ------------------------------------------------------
+
+MARKER_BOX_JS = """() => {
+  const bot = document.querySelector('#cqa-chat [data-testid="bot"]');
+  const walker = document.createTreeWalker(bot, NodeFilter.SHOW_TEXT);
+  while (walker.nextNode()) {
+    const node = walker.currentNode, at = node.textContent.indexOf('[1]');
+    if (at >= 0) {
+      const range = document.createRange();
+      range.setStart(node, at + 1);
+      range.setEnd(node, at + 2);
+      const box = range.getBoundingClientRect();
+      return {x: box.x + box.width / 2, y: box.y + box.height / 2};
+    }
+  }
+  return null;
+}"""
+
+
+def ask(page, url: str, question: str):
+    """Load the chat, ask question, wait for the first source card; returns the card locator."""
+    page.goto(url)
+    box = page.locator("#cqa-question textarea")
+    box.fill(question)
+    box.press("Enter")
+    card = page.locator(".cqa-card").first
+    card.wait_for(timeout=60_000)
+    return card
+
+
+def test_a_citation_marker_opens_the_text_at_the_cited_sentence(browser, served_app):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    card = ask(page, served_app, "Who commands NORTHCOM?")
+    source = card.get_attribute("data-source")
+    marker = page.evaluate(MARKER_BOX_JS)
+    assert marker is not None, "no [1] marker in the answer"
+    page.mouse.click(marker["x"], marker["y"])  # the [1] in the chat, not the card
+    view = page.locator(f"#cqa-view-body .cqa-view[data-source='{source}']")
+    view.wait_for(timeout=30_000)
+    hit = view.locator("mark.cqa-hit").first
+    assert hit.is_visible() and hit.inner_text().strip() in card.inner_text()
+    text_box = view.locator(".cqa-view-text")
+    page.wait_for_function(
+        "box => box.scrollTop > 0", arg=text_box.element_handle(), timeout=10_000
+    )  # scrolled to the sentence: it lies below the first screen of the text
+    outer, inner = text_box.bounding_box(), hit.bounding_box()
+    assert outer["y"] <= inner["y"] and inner["y"] + inner["height"] <= outer["y"] + outer["height"]
+    assert "line" in view.locator(".cqa-view-label").inner_text()
+    download = page.locator("#cqa-view-download")
+    assert download.is_visible() and source in download.inner_text()
+    page.close()
+
+
+def test_a_pdf_card_opens_its_page_with_the_sentence_highlighted(
+    browser, served_app, served_pdf, private_pipeline
+):
+    import base64
+    import io
+
+    from PIL import Image
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1200})
+    ask(page, served_app, "How much did the Quuxville harbour fund lose?")
+    card = page.locator(".cqa-card[data-source='audit.pdf']").first
+    card.wait_for(timeout=30_000)
+    card.click()
+    image = page.locator("#cqa-view-body img.cqa-page")
+    image.wait_for(timeout=30_000)
+    view = page.locator("#cqa-view-body .cqa-view")
+    assert view.get_attribute("data-page") == "2" and int(view.get_attribute("data-boxes")) >= 1
+    assert "audit.pdf · p. 2" in view.locator(".cqa-view-label").inner_text()
+    assert "harbour fund lost 4 million" in view.locator("mark.cqa-hit").first.inner_text()
+    src = image.get_attribute("src")
+    assert src.startswith("data:image/png;base64,")
+    picture = Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).convert("RGB")
+    # A page of black text on white is grey everywhere; the highlight is the only colour.
+    coloured = sum(1 for r, g, b in picture.getdata() if max(r, g, b) - min(r, g, b) > 40)
+    assert coloured > 200, coloured
+    assert "Document · audit.pdf" in page.locator("#cqa-view").inner_text()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "document-view.png"), full_page=True)
+    page.close()
+
+
+def test_background_indexing_shows_progress_and_can_be_cancelled(
+    browser, served_app, private_pipeline, embedder, monkeypatch
+):
+    import threading
+
+    from rag.library import start_refresh
+
+    entered, release = threading.Event(), threading.Event()
+    real = embedder.encode
+
+    def held(*args, **kwargs):
+        entered.set()
+        release.wait(60)
+        return real(*args, **kwargs)
+
+    corpus = private_pipeline.config.index.corpus_dir
+    generation = private_pipeline.index.folder
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    open_documents(page, served_app)
+    status = page.locator("#cqa-ingest")
+    monkeypatch.setattr(embedder, "encode", held)
+    (corpus / "beacon.txt").write_text("The Quuxville beacon flashes every nine seconds.\n")
+    try:
+        job = start_refresh(private_pipeline)
+        assert entered.wait(60)
+        status.get_by_text(re.compile(r"Folder: reading \d+/\d+ files")).wait_for(timeout=30_000)
+        page.locator("#cqa-ingest-cancel").click()
+        release.set()
+        status.get_by_text("cancelled; the index is unchanged").wait_for(timeout=30_000)
+        assert job.wait(60).state == "cancelled" and private_pipeline.index.folder == generation
+        assert not page.locator("#cqa-ingest-cancel").is_visible()
+        monkeypatch.undo()
+        count = int(page.locator("#cqa-stats").inner_text().split()[0])
+        start_refresh(private_pipeline).wait(120)  # uncancelled: the panel follows by itself
+        status.get_by_text("Folder indexed").wait_for(timeout=30_000)
+        page.locator("#cqa-stats").get_by_text(f"{count + 1} documents").wait_for(timeout=30_000)
+    finally:
+        release.set()
+        (corpus / "beacon.txt").unlink(missing_ok=True)
+        start_refresh(private_pipeline).wait(120)
+    page.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import threading
 import time
 import unicodedata
 from pathlib import Path
@@ -132,6 +133,38 @@ def test_empty_trash_deletes_only_the_trash(lib):
     assert library_view(lib).trash == [] and sorted(indexed(lib)) == sorted(DOCS[:2])
 
 
+def test_empty_trash_deletes_only_what_was_shown(lib):
+    from rag.library import empty, library_view, remove
+
+    shown = [remove(lib, "page.html").entry.id]
+    later = remove(lib, NORTHCOM).entry  # trashed after the user was asked
+    assert empty(lib, ids=shown) == 1
+    assert [e.id for e in library_view(lib).trash] == [later.id]
+
+
+def test_two_uploads_of_one_name_roll_back_to_the_original(lib, monkeypatch):
+    import rag.library
+    from rag.library import upload
+
+    corpus = corpus_of(lib)
+    before = files_in(corpus)
+    real = rag.library.update_index
+    calls = []
+
+    def failing_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            _no_space()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rag.library, "update_index", failing_once)
+    pairs = [("page.html", b"<p>first upload</p>"), ("page.html", b"<p>second upload</p>")]
+    result = upload(lib, pairs, max_bytes=LIMIT, replace=True)
+    assert result.added == []
+    assert files_in(corpus) == before  # the original page.html, not the first upload
+    assert list_trash(corpus, trash_dir=lib.config.index.trash_dir) == []
+
+
 @pytest.mark.parametrize(
     "name", ["", "   ", None, "missing.txt", "../index/CURRENT", "/etc/passwd"]
 )
@@ -141,7 +174,8 @@ def test_remove_needs_the_name_of_a_listed_document(lib, name):
     before = files_in(corpus_of(lib))
     with pytest.raises(ValueError, match="name the document|no longer in the corpus"):
         remove(lib, name)
-    assert files_in(corpus_of(lib)) == before and list_trash(corpus_of(lib)) == []
+    assert files_in(corpus_of(lib)) == before
+    assert list_trash(corpus_of(lib), trash_dir=lib.config.index.trash_dir) == []
 
 
 def test_two_corpora_never_share_a_trash(tmp_path):
@@ -406,3 +440,152 @@ def test_save_upload_without_hard_links_still_never_overwrites(tmp_path, monkeyp
     assert saved.path.name == "a (2).txt" and saved.path.read_bytes() == b"second"
     assert sorted(files_in(corpus)) == ["a (2).txt", "a.txt"]
     assert (corpus / "a.txt").read_bytes() == b"first"
+
+
+# --- background ingestion: progress, cancel, one change at a time ------------------------------
+
+
+@pytest.fixture
+def held_embedding(monkeypatch, embedder):
+    """Embedding that stops until released: a job can be watched and cancelled mid-way."""
+    entered, release = threading.Event(), threading.Event()
+    real = embedder.encode
+
+    def encode(*args, **kwargs):
+        entered.set()
+        assert release.wait(60), "the test never released the embedding"
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(embedder, "encode", encode)
+    yield entered, release
+    release.set()
+
+
+def test_a_background_refresh_reports_progress_and_indexes(lib):
+    from rag.library import DONE, ingest_status, start_refresh
+
+    corpus = corpus_of(lib)
+    (corpus / "avocado.txt").write_bytes(ZORBLATT)
+    (corpus / "ferry2.txt").write_bytes(b"The Quuxville night ferry leaves at ten.\n")
+    job = start_refresh(lib)
+    progress = job.wait(120)
+    assert progress.state == DONE and "added 2" in progress.message
+    assert ingest_status(lib) == (progress, 0)
+    assert "avocado.txt" in indexed(lib)
+    assert lib.ask("What tariff did the Zorblatt Commission set?").citations[0].source == (
+        "avocado.txt"
+    )
+    assert start_refresh(lib) is not job  # a finished job is not reused
+
+
+def test_progress_is_reported_while_reading_and_embedding(lib, held_embedding):
+    from rag.library import RUNNING, start_refresh
+
+    entered, release = held_embedding
+    (corpus_of(lib) / "avocado.txt").write_bytes(ZORBLATT)
+    job = start_refresh(lib)
+    assert entered.wait(60)
+    progress = job.progress()
+    assert progress.state == RUNNING and progress.kind == "refresh"
+    assert progress.stage == "reading" and progress.done == progress.total == 5
+    assert start_refresh(lib) is job  # one refresh at a time
+    release.set()
+    final = job.wait(120)
+    assert final.stage == "embedding" and final.done == final.total > 0
+
+
+def test_a_cancelled_upload_leaves_corpus_and_index_as_they_were(lib, held_embedding):
+    from rag.library import CANCELLED, WAITING, cancel_ingestion, ingest_status, start_upload
+    from ui.render import upload_message
+
+    entered, release = held_embedding
+    corpus = corpus_of(lib)
+    before, generation, chunks = files_in(corpus), lib.index.folder, len(lib.index.chunks)
+    first = start_upload(lib, [("avocado.txt", ZORBLATT)], max_bytes=LIMIT, replace=False)
+    assert entered.wait(60)
+    second = start_upload(
+        lib, [("ferry2.txt", b"A night ferry.\n")], max_bytes=LIMIT, replace=False
+    )
+    assert second.progress().state == WAITING  # only one change at a time
+    shown, waiting = ingest_status(lib)
+    assert shown.job_id == first.id and waiting == 1
+    assert cancel_ingestion(lib) == 2
+    release.set()
+    for job in (first, second):
+        assert job.wait(120).state == CANCELLED
+    assert "avocado.txt: not added (indexing was cancelled)" in first.result.errors
+    assert "cancelled" in upload_message(second.result)
+    assert files_in(corpus) == before and lib.index.folder == generation
+    assert len(lib.index.chunks) == chunks and "avocado.txt" not in indexed(lib)
+
+
+def test_a_cancelled_refresh_changes_nothing(lib, held_embedding):
+    from rag.library import CANCELLED, start_refresh
+
+    entered, release = held_embedding
+    (corpus_of(lib) / "avocado.txt").write_bytes(ZORBLATT)
+    generation = lib.index.folder
+    job = start_refresh(lib)
+    assert entered.wait(60)
+    job.cancel()
+    release.set()
+    progress = job.wait(120)
+    assert progress.state == CANCELLED and "unchanged" in progress.message
+    assert lib.index.folder == generation and "avocado.txt" not in indexed(lib)
+    assert (corpus_of(lib) / "avocado.txt").exists()  # a refresh never touches the files
+
+
+def test_a_failed_job_says_why(lib, monkeypatch):
+    import rag.library
+    from rag.library import FAILED, start_refresh
+
+    monkeypatch.setattr(rag.library, "update_index", _no_space)
+    progress = start_refresh(lib).wait(60)
+    assert progress.state == FAILED and "No space left on device" in progress.message
+
+
+# --- the folder watcher -----------------------------------------------------------------------
+
+
+def wait_for(condition, *, seconds: float = 90.0) -> bool:
+    """Poll condition until it is true or seconds have passed."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_check_corpus_refreshes_only_when_the_folder_changed(lib):
+    from rag.library import check_corpus, corpus_snapshot
+
+    first = check_corpus(lib)  # nothing seen yet in this process: always a look
+    assert first is not None and first.wait(120).finished
+    assert check_corpus(lib) is None
+    path = corpus_of(lib) / "page.html"
+    path.write_text("<p>The Quuxville ferry now leaves at one.</p>")
+    os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))
+    job = check_corpus(lib)
+    assert job is not None and "changed 1" in job.wait(120).message
+    (corpus_of(lib) / ".hidden.txt").write_text("not a document")
+    (corpus_of(lib) / "notes.xyz").write_text("not a supported type")
+    assert check_corpus(lib) is None
+    snapshot = corpus_snapshot(corpus_of(lib), extensions=(".txt", ".html"))
+    assert {Path(p).name for p, _, _ in snapshot} == {*DOCS, "page.html"}
+
+
+def test_the_watcher_indexes_a_new_file_without_a_refresh(lib):
+    from rag.library import stop_watching, watch_corpus
+
+    question = "What tariff did the Zorblatt Commission set?"
+    watcher = watch_corpus(lib, every=0.2)
+    try:
+        assert watch_corpus(lib, every=0.2) is watcher  # one watcher per pipeline
+        (corpus_of(lib) / "avocado.txt").write_bytes(ZORBLATT)
+        assert wait_for(lambda: lib.ask(question).citations[0].source == "avocado.txt")
+        (corpus_of(lib) / "avocado.txt").unlink()
+        assert wait_for(lambda: "avocado.txt" not in indexed(lib))
+    finally:
+        stop_watching(lib)
+    assert not watcher.running

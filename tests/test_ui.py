@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from rag import Answer
@@ -236,3 +238,225 @@ def test_upload_on_a_full_disk_says_so_and_leaves_nothing(private_pipeline, tmp_
     monkeypatch.undo()
     assert message.replace("\\", "") == "⚠️ full.txt: not added (No space left on device)"
     assert _corpus_files(private_pipeline) == before
+
+
+# --- the document view a source card opens ---------------------------------------------------
+
+
+def test_a_card_click_opens_the_document_at_the_passage(pipeline):
+    from ui.app import chat_steps, view_citation
+
+    *_, last = chat_steps(pipeline, "Who commands NORTHCOM?", [], [])
+    citations = last[4]
+    assert citations and citations[0].source == "004_b24285a9b201835e.txt"
+    box, view, download = view_citation(
+        pipeline, citations=citations, index=0, source=citations[0].source
+    )
+    assert box["open"] is True and citations[0].source in box["label"]
+    assert "<mark class='cqa-hit'>" in view and "cqa-passage" in view
+    assert citations[0].locator in view
+    copy = Path(download["value"])
+    assert download["visible"] is True and copy.name == citations[0].source
+    source = pipeline.config.index.corpus_dir / citations[0].source
+    assert copy.read_bytes() == source.read_bytes() and copy.resolve() != source.resolve()
+
+
+@pytest.mark.parametrize(("index", "source"), [(5, ""), ("x", ""), (None, ""), (0, "other.txt")])
+def test_a_stale_or_bad_click_is_answered_with_a_message(pipeline, index, source):
+    from ui.app import chat_steps, view_citation
+
+    *_, last = chat_steps(pipeline, "Who commands NORTHCOM?", [], [])
+    _box, view, download = view_citation(pipeline, citations=last[4], index=index, source=source)
+    assert "not in the latest answer" in view and download["visible"] is False
+
+
+def test_the_view_escapes_everything_from_the_document():
+    from rag.viewer import DocumentView, TextPiece
+    from ui.render import document_view_html
+
+    view = DocumentView(
+        source="a<b>.pdf", title="<img src=x onerror=alert(1)>", locator="§ <i>x</i>", page=2,
+        page_png=b"\x89PNG fake", pieces=(TextPiece("<script>x</script>"),
+        TextPiece("<b>cited</b>", "highlight")), window=(0, 30), cut_before=True,
+        cut_after=False, download_path=None, note="<u>changed</u>", boxes=1,
+    )  # fmt: skip
+    html = document_view_html(view)
+    for raw in ("<img src=x", "<script>", "<b>cited", "<u>", "<i>", "a<b>"):
+        assert raw not in html, raw
+    assert "<mark class='cqa-hit'>&lt;b&gt;cited&lt;/b&gt;</mark>" in html
+    assert "data-page='2'" in html and "data-boxes='1'" in html
+    assert "src='data:image/png;base64," in html and "a&lt;b&gt;.pdf · p. 2" in html
+
+
+def test_the_status_line_names_pages_and_slides():
+    from rag import Citation
+    from ui.render import status_line
+
+    def cite(n, locator, page):
+        return Citation(n=n, source="a.pdf", title="t", start=0, end=1, text="x",
+                        locator=locator, page=page)  # fmt: skip
+
+    answer = Answer(
+        answer="x [1] [2] [3]", abstained=False, mode="extractive",
+        timings_ms={"retrieve": 1, "answer": 1},
+        citations=[cite(1, "p. 4", 4), cite(2, "slide 3", 3), cite(3, "lines 4–6", None)],
+    )  # fmt: skip
+    assert status_line(answer, model_name=None).endswith(
+        "3 passage(s) cited ([1] p. 4, [2] slide 3)"
+    )
+
+
+# --- background indexing in the status line ---------------------------------------------------
+
+
+def test_the_ingest_line_says_what_is_going_on():
+    import time
+
+    from rag.library import IngestProgress
+    from ui.render import ingest_line
+
+    now = time.monotonic()
+    assert ingest_line(None) == ""
+    running = IngestProgress(1, "upload", "running", "reading", 12, 40)
+    assert ingest_line(running, waiting=1) == "⏳ Upload: reading 12/40 files (+1 waiting)"
+    embedding = IngestProgress(1, "refresh", "running", "embedding", 300, 900)
+    assert ingest_line(embedding) == "⏳ Folder: embedding 300/900 chunks"
+    assert "waiting" in ingest_line(IngestProgress(2, "upload", "waiting"))
+    done = IngestProgress(1, "refresh", "done", message="added 1, changed 0", finished_at=now)
+    assert ingest_line(done).startswith("✓ Folder indexed: added 1")
+    cancelled = IngestProgress(1, "upload", "cancelled", finished_at=now)
+    assert ingest_line(cancelled) == "Upload: cancelled; the index is unchanged."
+    old = IngestProgress(1, "refresh", "done", message="x", finished_at=now - 10_000)
+    assert ingest_line(old) == ""
+
+
+def test_the_timer_sends_only_what_changed_and_rereads_the_panel_once(private_pipeline):
+    import gradio as gr
+
+    from rag.library import start_refresh
+    from ui.app import ingest_tick
+
+    skip = type(gr.skip())
+    start_refresh(private_pipeline).wait(120)
+    line, button, seen, stats, *_ = ingest_tick(private_pipeline, seen=None)
+    assert line.startswith("✓ Folder indexed") and isinstance(button, skip)
+    assert isinstance(stats, skip)  # the first tick of a page only takes note
+    start_refresh(private_pipeline).wait(120)
+    line, button, seen, stats, *_ = ingest_tick(private_pipeline, seen=seen)
+    assert "documents" in stats  # a job finished since the page looked: re-read once
+    again = ingest_tick(private_pipeline, seen=seen)
+    assert all(isinstance(x, skip) for x in (again[0], again[1], again[3]))
+
+
+# --- uploads of the new types ----------------------------------------------------------------
+
+
+def tiny_docx(text: str) -> bytes:
+    """A minimal Word document holding one paragraph."""
+    import io
+    import zipfile
+
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?><w:document xmlns:w="http://schemas.openxmlformats'
+        f'.org/wordprocessingml/2006/main"><w:body><w:p><w:r><w:t>{text}</w:t></w:r></w:p>'
+        "</w:body></w:document>"
+    )
+    types = (
+        '<?xml version="1.0" encoding="UTF-8"?><Types xmlns="http://schemas.openxmlformats.org/'
+        'package/2006/content-types"><Default Extension="xml" ContentType="application/xml"/>'
+        '<Override PartName="/word/document.xml" ContentType="application/vnd.openxmlformats-'
+        'officedocument.wordprocessingml.document.main+xml"/></Types>'
+    )
+    rels = (
+        '<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats'
+        '.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.'
+        'openxmlformats.org/officeDocument/2006/relationships/officeDocument" '
+        'Target="word/document.xml"/></Relationships>'
+    )
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr("[Content_Types].xml", types)
+        archive.writestr("_rels/.rels", rels)
+        archive.writestr("word/document.xml", body)
+    return out.getvalue()
+
+
+def test_upload_types_come_from_the_index_config():
+    from index.config import SUPPORTED_EXTENSIONS
+    from index.corpus_files import ALLOWED_SUFFIXES, check_content
+
+    assert ALLOWED_SUFFIXES == SUPPORTED_EXTENSIONS
+    assert {".docx", ".pptx", ".xlsx", ".csv", ".epub", ".eml", ".mbox", ".odt", ".rtf",
+            ".png", ".jpg", ".jpeg", ".tif", ".tiff"} <= set(ALLOWED_SUFFIXES)  # fmt: skip
+    check_content("report.docx", tiny_docx("Hello"))
+    check_content("scan.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
+    for name, data, why in [
+        ("report.docx", b"PK\x03\x04 not really a zip", None),
+        ("report.docx", b"just text", None),
+        ("scan.png", b"GIF89a....", "not a PNG"),
+        ("scan.jpg", b"plain text", "not a PNG"),
+        ("notes.rtf", b"no header", "not an RTF"),
+    ]:
+        with pytest.raises(ValueError, match=why):
+            check_content(name, data)
+
+
+def test_served_upload_of_a_word_document(served_app, private_pipeline, tmp_path):
+    from gradio_client import Client, handle_file
+
+    doc = tmp_path / "harbour memo.docx"
+    doc.write_bytes(tiny_docx("The Quuxville harbour master ordered 12 new tugboats in May."))
+    client = Client(served_app, verbose=False)
+    message = client.predict([handle_file(str(doc))], api_name="/upload").replace("\\", "")
+    assert "Added harbour memo.docx" in message and "added 1" in message
+    answer = client.predict("How many tugboats did the harbour master order?", None,
+                            api_name="/ask")  # fmt: skip
+    assert answer["citations"][0]["source"] == "harbour memo.docx"
+    assert client.predict(api_name="/ingest")["state"] == "done"
+    fake = tmp_path / "fake.docx"
+    fake.write_bytes(b"not a zip at all")
+    assert "not added" in client.predict([handle_file(str(fake))], api_name="/upload")
+    client.predict("harbour memo.docx", api_name="/remove")
+    client.predict(True, api_name="/empty_trash")
+
+
+def test_served_app_notices_a_file_written_into_its_corpus(served_app, private_pipeline):
+    import time
+
+    from gradio_client import Client
+
+    from rag.library import stop_watching, watch_corpus
+
+    client = Client(served_app, verbose=False)
+    path = private_pipeline.config.index.corpus_dir / "watched.txt"
+    question = "What colour is the Quuxville signal tower?"
+    watch_corpus(private_pipeline, every=0.3)
+    try:
+        path.write_text("The Quuxville signal tower is painted green and white.\n")
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            cited = client.predict(question, None, api_name="/ask")["citations"]
+            if cited and cited[0]["source"] == "watched.txt":
+                break
+            time.sleep(0.3)
+        else:
+            pytest.fail("the new file was never indexed")
+        path.unlink()
+        deadline = time.monotonic() + 90
+        while "watched.txt" in [d.source for d in private_pipeline.index.documents]:
+            assert time.monotonic() < deadline, "the removed file stayed in the index"
+            time.sleep(0.3)
+    finally:
+        stop_watching(private_pipeline)
+        path.unlink(missing_ok=True)
+
+
+def test_build_app_can_watch_the_corpus(private_pipeline):
+    from rag.library import stop_watching, watch_corpus
+    from ui.app import build_app
+
+    build_app(private_pipeline, watch_seconds=30)
+    try:
+        assert watch_corpus(private_pipeline, every=99).every == 30.0  # the app's watcher
+    finally:
+        stop_watching(private_pipeline)

@@ -1,10 +1,12 @@
 """Launch the chat in the browser.
 
-    python -m ui [--host 127.0.0.1] [--port 7860] [--corpus DIR] [--index DIR]
+    python -m ui [--host 127.0.0.1] [--port 7860] [--corpus DIR] [--index DIR] [--watch-seconds 5]
 
 Environment (read here only): RAG_HOST, RAG_PORT, RAG_CORPUS, RAG_INDEX, RAG_UPLOAD_MB,
-RAG_USERNAME and RAG_PASSWORD (required when binding to anything but loopback).
-The index is built first only if it is missing or was built with other settings.
+RAG_WATCH_SECONDS, RAG_USERNAME and RAG_PASSWORD (required when binding to anything but
+loopback). The index is built first only if it is missing or was built with other settings;
+while serving, the corpus folder is looked at every few seconds and what changed is indexed
+in the background (--watch-seconds 0 turns that off).
 """
 
 from __future__ import annotations
@@ -66,6 +68,12 @@ def main(argv: list[str] | None = None) -> int:
         help="onnx-int8 (default, fastest), onnx or torch",
     )
     parser.add_argument("--upload-mb", type=float, default=float(env.get("RAG_UPLOAD_MB", "20")))
+    parser.add_argument(
+        "--watch-seconds",
+        type=float,
+        default=float(env.get("RAG_WATCH_SECONDS", "5")),
+        help="look at the corpus folder this often and index what changed (0: never)",
+    )
     parser.add_argument("--model", help="GGUF model file (env RAG_MODEL, else models/*.gguf)")
     parser.add_argument("--n-ctx", type=int, default=4096, help="LLM context size")
     parser.add_argument("--threads", type=int, help="LLM threads (default: physical cores)")
@@ -88,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, IndexLoadError, ImportError, OnnxExportError, OSError) as exc:
         sys.stderr.write(f"error: {error_line(exc)}\n")
         return 2
+    from rag.library import stop_watching, watch_corpus
     from ui.app import build_app, launch_kwargs
 
     limit = int(args.upload_mb * 1024 * 1024)
@@ -96,15 +105,21 @@ def main(argv: list[str] | None = None) -> int:
     if pipeline.mode == "llm":
         # Load the model in the background: the page is served at once, the first answer waits.
         threading.Thread(target=pipeline.chat_model, daemon=True).start()
+    if args.watch_seconds > 0:
+        watch_corpus(pipeline, every=args.watch_seconds)
+        logger.info("indexing changes of %s every %.0f s", args.corpus, args.watch_seconds)
     logger.info("serving on http://%s:%d (mode: %s)", args.host, args.port, pipeline.mode)
-    app.launch(
-        server_name=args.host,
-        server_port=args.port,
-        auth=auth,
-        share=False,
-        inbrowser=False,
-        **launch_kwargs(upload_limit_bytes=limit),
-    )
+    try:
+        app.launch(
+            server_name=args.host,
+            server_port=args.port,
+            auth=auth,
+            share=False,
+            inbrowser=False,
+            **launch_kwargs(upload_limit_bytes=limit),
+        )
+    finally:
+        stop_watching(pipeline)
     return 0
 
 

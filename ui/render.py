@@ -8,8 +8,10 @@ shown as text and never interpreted as HTML or Markdown.
 
 from __future__ import annotations
 
+import base64
 import html
 import re
+import time
 import unicodedata
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -18,7 +20,11 @@ from rag import Answer, Citation
 
 if TYPE_CHECKING:
     from index.corpus_files import TrashEntry
-    from rag.library import NotIndexed, UploadResult
+    from rag.library import IngestProgress, NotIndexed, UploadResult
+    from rag.viewer import DocumentView
+
+# How long the outcome of a finished ingestion stays in the status line.
+RECENT_SECONDS = 120.0
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|>~<&])")
 
@@ -42,11 +48,21 @@ def answer_markdown(answer: Answer) -> str:
     return " ".join(parts)
 
 
+def _pages(answer: Answer) -> str:
+    """' ([1] p. 4, [2] slide 3)' for citations with a page or slide; '' when none has one."""
+    where = [f"[{c.n}] {c.locator}" for c in answer.citations if c.page is not None and c.locator]
+    return f" ({', '.join(where)})" if where else ""
+
+
 def status_line(answer: Answer, *, model_name: str | None) -> str:
-    """Mode, timings and passages used, in one line."""
+    """Mode, timings and passages used (with their pages), in one line."""
     mode = f"LLM: {model_name}" if answer.mode == "llm" and model_name else "extractive"
     t = answer.timings_ms
-    used = "abstained" if answer.abstained else f"{len(answer.citations)} passage(s) cited"
+    used = (
+        "abstained"
+        if answer.abstained
+        else f"{len(answer.citations)} passage(s) cited{_pages(answer)}"
+    )
     return f"{mode} · retrieval {t['retrieve']:.0f} ms · answer {t['answer']:.0f} ms · {used}"
 
 
@@ -178,6 +194,79 @@ def upload_message(result: UploadResult) -> str:
     return "  \n".join(lines) or "Nothing was added."
 
 
+def _view_text(view: DocumentView) -> str:
+    """The text window as escaped HTML: the passage spanned, its cited sentences marked."""
+    out = ["… " if view.cut_before else ""]
+    for piece in view.pieces:
+        text = html.escape(piece.text)
+        if piece.kind == "highlight":
+            text = f"<mark class='cqa-hit'>{text}</mark>"
+        elif piece.kind == "passage":
+            text = f"<span class='cqa-passage'>{text}</span>"
+        out.append(text)
+    out.append(" …" if view.cut_after else "")
+    return "".join(out)
+
+
+def view_label(view: DocumentView) -> str:
+    """'report.pdf · p. 2' (plain text): the document and the page drawn, else the locator."""
+    if not view.page_png:
+        return f"{view.source} · {view.locator}" if view.locator else view.source
+    shown = f"p. {view.page}"
+    passage = f" (passage: {view.locator})" if view.locator and view.locator != shown else ""
+    return f"{view.source} · {shown}{passage}"
+
+
+def document_view_html(view: DocumentView) -> str:
+    """The document view: label, note, the drawn page (PNG inline) and the text around it."""
+    page = ""
+    if view.page_png:
+        data = base64.b64encode(view.page_png).decode("ascii")
+        alt = html.escape(f"page {view.page} of {view.title}, the cited passage highlighted", True)
+        page = f"<img class='cqa-page' alt='{alt}' src='data:image/png;base64,{data}'>"
+    note = f"<div class='cqa-view-note'>⚠️ {html.escape(view.note)}</div>" if view.note else ""
+    return (
+        f"<div class='cqa-view' data-source='{html.escape(view.source, quote=True)}' "
+        f"data-page='{view.page or ''}' data-boxes='{view.boxes}'>"
+        f"<div class='cqa-view-head'><b>{html.escape(view.title)}</b></div>"
+        f"<div class='cqa-view-label'>{html.escape(view_label(view))}</div>{note}{page}"
+        f"<div class='cqa-view-text'>{_view_text(view)}</div></div>"
+    )
+
+
+def view_message(text: str) -> str:
+    """The document view when there is nothing to show but a message (escaped)."""
+    return f"<div class='cqa-empty'>{html.escape(text)}</div>"
+
+
+def _progress_words(progress: IngestProgress) -> str:
+    """'reading 12/40 files', 'embedding 300/900 chunks', or what the job is doing."""
+    if progress.state == "waiting":
+        return "waiting for the indexing in progress"
+    unit = {"reading": "files", "embedding": "chunks"}.get(progress.stage)
+    if unit and progress.total:
+        return f"{progress.stage} {progress.done}/{progress.total} {unit}"
+    return "scanning the folder"
+
+
+def ingest_line(progress: IngestProgress | None, *, waiting: int = 0) -> str:
+    """The ingestion status line (escaped Markdown); '' when nothing ran lately."""
+    if progress is None:
+        return ""
+    what = "Upload" if progress.kind == "upload" else "Folder"
+    more = f" (+{waiting} waiting)" if waiting else ""
+    if not progress.finished:
+        return f"⏳ {what}: {escape_markdown(_progress_words(progress))}{more}"
+    if time.monotonic() - (progress.finished_at or 0.0) > RECENT_SECONDS:
+        return ""
+    if progress.state == "done":
+        done = "indexed" if progress.kind == "refresh" else "done"
+        return f"✓ {what} {done}: {escape_markdown(progress.message)}"
+    if progress.state == "cancelled":
+        return f"{what}: cancelled; the index is unchanged."
+    return f"⚠️ {what}: {escape_markdown(progress.message)}; the index is unchanged."
+
+
 CSS = """
 .cqa-card {border: 1px solid #d0d7de; border-radius: 8px; padding: 8px 10px; margin-bottom: 8px;}
 .cqa-head {font-size: 0.95em;}
@@ -187,4 +276,14 @@ CSS = """
 .cqa-text {font-size: 0.85em; line-height: 1.4; max-height: 16em; overflow-y: auto;}
 .cqa-text mark {background: #fff3b0; padding: 0 1px;}
 .cqa-empty {color: #57606a; font-style: italic;}
+.cqa-card {cursor: pointer;}
+.cqa-card:hover {border-color: #0969da;}
+.cqa-view-label {color: #57606a; font-size: 0.85em; margin: 2px 0 6px 0;}
+.cqa-view-note {color: #9a6700; font-size: 0.85em; margin-bottom: 6px;}
+.cqa-page {max-width: 100%; border: 1px solid #d0d7de; margin-bottom: 8px;}
+.cqa-view-text {position: relative; white-space: pre-wrap; font-size: 0.85em; line-height: 1.45;
+  max-height: 28em; overflow-y: auto; border: 1px solid #d0d7de; border-radius: 6px;
+  padding: 6px 8px;}
+.cqa-passage {background: #f0f6ff;}
+.cqa-view-text mark.cqa-hit {background: #fff3b0; padding: 0 1px;}
 """
