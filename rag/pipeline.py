@@ -109,6 +109,9 @@ class Answer:
                 {"text": s.text, "citations": list(s.citations), "supported": s.supported}
                 for s in self.sentences
             ],
+            # Why an answer was withheld or changed ("ask a real question", "LLM answer
+            # replaced ..."): scripts see what the chat shows.
+            "warnings": list(self.warnings),
         }
 
 

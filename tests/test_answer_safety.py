@@ -226,6 +226,7 @@ def test_stop_word_question_abstains_and_asks_for_a_real_one(hostile_pipeline, q
     answer = hostile_pipeline.ask(question)
     assert answer.abstained and answer.answer == ABSTAIN_SENTENCE and not answer.citations
     assert NO_CONTENT_WARNING in answer.warnings
+    assert NO_CONTENT_WARNING in answer.to_dict()["warnings"]  # what --json and /ask show
 
 
 def test_stop_word_question_message_reaches_the_chat(hostile_pipeline):

@@ -157,7 +157,9 @@ def test_cli_json_format(config):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
-    assert list(data) == ["answer", "abstained", "mode", "citations", "timings_ms", "sentences"]
+    assert list(data) == [
+        "answer", "abstained", "mode", "citations", "timings_ms", "sentences", "warnings"
+    ]  # fmt: skip
     assert all(s["supported"] and s["citations"] for s in data["sentences"])
     assert data["mode"] == "extractive"
     assert list(data["timings_ms"]) == ["retrieve", "answer"]
