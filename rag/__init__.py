@@ -4,6 +4,15 @@ python -m rag ask "What did Hegseth threaten?"
 """
 
 from rag.config import ABSTAIN_SENTENCE, Config
-from rag.pipeline import Answer, Citation, Pipeline
+from rag.pipeline import Answer, Citation, Final, Pipeline, StreamEvent, Token
 
-__all__ = ["ABSTAIN_SENTENCE", "Answer", "Citation", "Config", "Pipeline"]
+__all__ = [
+    "ABSTAIN_SENTENCE",
+    "Answer",
+    "Citation",
+    "Config",
+    "Final",
+    "Pipeline",
+    "StreamEvent",
+    "Token",
+]

@@ -22,7 +22,7 @@ from index.config import DEFAULT_EMBEDDING_BACKEND, EMBEDDING_BACKENDS
 from rag.config import Config
 from rag.llm import find_model
 from rag.logs import configure_logging, error_line
-from rag.pipeline import Answer, open_pipeline, prepare_question
+from rag.pipeline import Answer, Final, open_pipeline, prepare_question
 
 logger = logging.getLogger("rag")
 
@@ -96,11 +96,11 @@ def cmd_ask(args: argparse.Namespace) -> int:
         logger.info("mode: extractive (no LLM model: use --model, RAG_MODEL or models/*.gguf)")
     answer = None
     streamed = False
-    for item in pipeline.stream(question, history=args.history or []):
-        if isinstance(item, Answer):
-            answer = item
+    for event in pipeline.stream(question, history=args.history or []):
+        if isinstance(event, Final):
+            answer = event.answer
         elif args.stream and not args.json:
-            sys.stdout.write(item)
+            sys.stdout.write(event.text)
             sys.stdout.flush()
             streamed = True
     for warning in answer.warnings:

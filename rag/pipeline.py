@@ -115,6 +115,23 @@ class Answer:
         }
 
 
+@dataclass(frozen=True)
+class Token:
+    """A piece of answer text, as it is produced."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Final:
+    """The finished answer: the last event of every stream."""
+
+    answer: Answer
+
+
+StreamEvent = Token | Final
+
+
 def prepare_question(question: str, *, max_chars: int) -> tuple[str, list[str]]:
     """Validate and trim a question; over-long ones are cut with a warning."""
     if not isinstance(question, str):
@@ -292,12 +309,10 @@ class Pipeline:
         self, question: str, *, history: Sequence[str] = (), method: str | None = None
     ) -> Answer:
         """Answer a question (with earlier questions of the chat) from the corpus."""
-        final = None
-        for item in self.stream(question, history=history, method=method):
-            if isinstance(item, Answer):
-                final = item
-        assert final is not None
-        return final
+        for event in self.stream(question, history=history, method=method):
+            if isinstance(event, Final):
+                return event.answer
+        raise RuntimeError("the answer stream ended without a final answer")
 
     def _too_weak(
         self, query: str, passages: Sequence[Hit], lexical: LexicalStore, warnings: list[str]
@@ -318,8 +333,8 @@ class Pipeline:
 
     def stream(
         self, question: str, *, history: Sequence[str] = (), method: str | None = None
-    ) -> Iterator[str | Answer]:
-        """Yield pieces of answer text as produced, then the complete Answer.
+    ) -> Iterator[StreamEvent]:
+        """Yield Token events (answer text as produced), then one Final with the Answer.
 
         In LLM mode the pieces are the model's raw tokens; when verification rejects them, the
         final Answer carries the extractive answer instead (and a warning saying why).
@@ -361,7 +376,7 @@ class Pipeline:
                 if isinstance(item, LlmOutcome):
                     outcome = item
                 else:
-                    yield item
+                    yield Token(item)
             timings.update(
                 {k: outcome.timings_ms[k] for k in ("prompt_tokens", "first_token", "generate")}
             )
@@ -385,19 +400,21 @@ class Pipeline:
         t2 = time.perf_counter()
         if outcome is None:
             for i, word in enumerate(text.split(" ")):
-                yield word if i == 0 else " " + word
+                yield Token(word if i == 0 else " " + word)
         timings = {"retrieve": (t1 - t0) * 1000, "answer": (t2 - t1) * 1000, **timings}
-        yield Answer(
-            answer=text,
-            abstained=not citations,
-            mode=mode,
-            citations=citations,
-            timings_ms=timings,
-            query=query,
-            hits=result.hits,
-            warnings=warnings,
-            stages_ms=stages,
-            sentences=sentences,
+        yield Final(
+            Answer(
+                answer=text,
+                abstained=not citations,
+                mode=mode,
+                citations=citations,
+                timings_ms=timings,
+                query=query,
+                hits=result.hits,
+                warnings=warnings,
+                stages_ms=stages,
+                sentences=sentences,
+            )
         )
 
 

@@ -150,3 +150,31 @@ def test_removing_a_message_removes_its_attachments(mixed_index, embedder, tmp_p
     (config.corpus_dir / "file.eml").unlink()
     report = update_index(config, progress=False, embedder=embedder)
     assert sorted(report.removed) == ["file.eml", "file.eml/a.txt"]
+
+
+def test_broken_files_of_every_type_are_skipped_with_reasons(mixed_index, tmp_path):
+    """Truncated, emptied and mislabelled copies of each type next to a good file: each is
+    listed with a reason, the good one is still read, and the scan never raises."""
+    from index.loaders import scan_corpus
+
+    corpus = tmp_path / "broken"
+    corpus.mkdir()
+    (corpus / "good.txt").write_text("The Yarrowby mill grinds barley every autumn.")
+    made = []
+    for path in sorted(mixed_index.corpus_dir.iterdir()):
+        data = path.read_bytes()
+        if path.suffix in (".txt", ".md", ".html", ".rtf", ".csv", ".eml", ".mbox"):
+            continue  # text formats: any bytes are some text (covered by the ingest fuzz)
+        for label, bad in (("cut", data[: len(data) // 3]), ("empty", b""), ("junk", b"\x00" * 64)):
+            target = corpus / f"{label}-{path.name}"
+            target.write_bytes(bad)
+            made.append(target.name)
+    config = mixed_index
+    scan = scan_corpus(
+        corpus, extensions=config.extensions, max_bytes=config.max_file_bytes,
+        limits=config.read_limits(),
+    )  # fmt: skip
+    assert [d.source for d in scan.documents] == ["good.txt"]
+    reasons = {s.source: s.reason for s in scan.skipped}
+    assert sorted(reasons) == sorted(made)
+    assert all(r.strip() and "Traceback" not in r for r in reasons.values())

@@ -53,9 +53,9 @@ def test_noise_ends_in_extractive_fallback_with_valid_citations(
 ):
     llm_pipeline = Pipeline(llm_config(config, tiny[kind]), embedder=embedder)
     assert llm_pipeline.mode == "llm" and llm_pipeline.model_name == tiny[kind].name
-    pieces = list(llm_pipeline.stream(QUESTION))
-    answer = pieces[-1]
-    streamed = "".join(p for p in pieces[:-1])
+    events = list(llm_pipeline.stream(QUESTION))
+    answer = events[-1].answer
+    streamed = "".join(e.text for e in events[:-1])
     assert streamed  # the model's own tokens reached the caller as they came
     assert answer.mode == "extractive"
     assert any("LLM answer replaced" in w for w in answer.warnings)

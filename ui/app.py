@@ -25,7 +25,7 @@ from pathlib import Path
 import gradio as gr
 
 from index.config import SUPPORTED_EXTENSIONS
-from rag import Answer, Citation, Pipeline
+from rag import Answer, Citation, Final, Pipeline
 from rag.library import (
     IngestJob,
     LibraryView,
@@ -445,11 +445,11 @@ def chat_steps(
     text = ""
     answer: Answer | None = None
     try:
-        for item in pipeline.stream(message or "", history=questions):
-            if isinstance(item, Answer):
-                answer = item
+        for event in pipeline.stream(message or "", history=questions):
+            if isinstance(event, Final):
+                answer = event.answer
             else:
-                text += item
+                text += event.text
                 chat[-1] = {"role": "assistant", "content": escape_markdown(text)}
                 yield list(chat), gr.skip(), "answering…", questions, gr.skip()
     except ValueError as exc:
