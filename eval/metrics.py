@@ -1,4 +1,5 @@
-"""Pure metric functions: retrieval ranks, SQuAD answer scores, citations, abstention, latency.
+"""Pure metric functions: retrieval ranks, graded (BEIR) rankings, SQuAD answer scores, citations,
+abstention, latency.
 
     python -m eval --queries eval/queries/corpus.jsonl
 
@@ -14,7 +15,7 @@ import math
 import re
 import string
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 HIT_KS = (1, 3, 5, 10, 20)
@@ -104,6 +105,49 @@ def mean_reciprocal_rank(ranks: Sequence[int | None]) -> float | None:
     return sum(1.0 / r for r in ranks if r is not None) / len(ranks)
 
 
+def _relevant(qrels: Mapping[str, int]) -> dict[str, int]:
+    """The judged documents with a positive grade."""
+    return {doc: grade for doc, grade in qrels.items() if grade > 0}
+
+
+def _check_k(k: int) -> None:
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+
+
+def ndcg_at_k(*, ranked: Sequence[str], qrels: Mapping[str, int], k: int = 10) -> float | None:
+    """nDCG@k as trec_eval/BEIR compute it: gain = grade, discount log2(rank + 1).
+
+    The ideal ranking is the qrels' positive grades sorted descending; None without any.
+    """
+    _check_k(k)
+    relevant = _relevant(qrels)
+    if not relevant:
+        return None
+    dcg = sum(relevant.get(doc, 0) / math.log2(i + 1) for i, doc in enumerate(ranked[:k], 1))
+    ideal = sorted(relevant.values(), reverse=True)[:k]
+    return dcg / sum(grade / math.log2(i + 1) for i, grade in enumerate(ideal, 1))
+
+
+def recall_at_k(*, ranked: Sequence[str], qrels: Mapping[str, int], k: int = 100) -> float | None:
+    """Share of the positively graded documents among the first k (None without any)."""
+    _check_k(k)
+    relevant = _relevant(qrels)
+    if not relevant:
+        return None
+    return len(relevant.keys() & set(ranked[:k])) / len(relevant)
+
+
+def mrr_at_k(*, ranked: Sequence[str], qrels: Mapping[str, int], k: int = 10) -> float | None:
+    """1/rank of the first positively graded document within the first k, else 0."""
+    _check_k(k)
+    relevant = _relevant(qrels)
+    if not relevant:
+        return None
+    rank = first_rank(ranked[:k], relevant)
+    return 0.0 if rank is None else 1.0 / rank
+
+
 def citation_precision(cited: Sequence[str], gold: Iterable[str]) -> float | None:
     """Share of cited sources that are gold sources (None for an answer without citations)."""
     if not cited:
@@ -147,6 +191,11 @@ class Outcome:
     answer_ms: float
 
 
+def has_golds(outcome: Outcome) -> bool:
+    """True for an answerable question with gold answers (not a retrieval-only one)."""
+    return outcome.answerable and bool(outcome.golds)
+
+
 def answer_scores(outcome: Outcome) -> dict[str, float]:
     """answer_contains, exact_match and f1 of one answerable question; abstaining scores 0."""
     if outcome.abstained or not outcome.golds:
@@ -159,10 +208,15 @@ def answer_scores(outcome: Outcome) -> dict[str, float]:
     }
 
 
-def is_correct(outcome: Outcome) -> bool:
-    """Answerable: the answer contains a gold string. Unanswerable: the system abstained."""
+def is_correct(outcome: Outcome) -> bool | None:
+    """Answerable: the answer contains a gold string. Unanswerable: the system abstained.
+
+    None for a retrieval-only question (no gold answers to judge the answer by).
+    """
     if not outcome.answerable:
         return outcome.abstained
+    if not has_golds(outcome):
+        return None
     return answer_scores(outcome)["answer_contains"] == 1.0
 
 
@@ -178,20 +232,24 @@ def _round(value: float | None, digits: int) -> float | None:
 def aggregate(outcomes: Sequence[Outcome], *, ks: Sequence[int] = HIT_KS) -> dict:
     """All metrics of a run: retrieval, answers, citations, abstention, latency.
 
-    Retrieval, answer and false_abstain are over answerable questions; abstain_recall over
-    unanswerable ones; citation_precision and citation_support over answerable questions that
-    were answered (abstentions are counted by false_abstain); latency over all questions.
+    Retrieval is over answerable questions; answer metrics and false_abstain over answerable
+    questions with gold answers (retrieval-only ones, counted in "retrieval_only", are left
+    out); abstain_recall over unanswerable ones; citation_precision and citation_support over
+    those with gold answers that were answered (abstentions are counted by false_abstain);
+    latency over all questions.
     A metric without any question to judge is None.
     """
     answerable = [o for o in outcomes if o.answerable]
     unanswerable = [o for o in outcomes if not o.answerable]
-    answered = [o for o in answerable if not o.abstained]
+    judged = [o for o in answerable if has_golds(o)]
+    answered = [o for o in judged if not o.abstained]
     ranks = [o.passage_rank for o in answerable]
-    scores = [answer_scores(o) for o in answerable]
+    scores = [answer_scores(o) for o in judged]
     metrics: dict[str, float | int | None] = {
         "queries": len(outcomes),
         "answerable": len(answerable),
         "unanswerable": len(unanswerable),
+        "retrieval_only": len(answerable) - len(judged),
     }
     for k in ks:
         metrics[f"hit@{k}"] = hit_at(ranks, k)
@@ -202,7 +260,7 @@ def aggregate(outcomes: Sequence[Outcome], *, ks: Sequence[int] = HIT_KS) -> dic
     metrics["citation_precision"] = mean([p for p in precisions if p is not None])
     metrics["citation_support"] = mean([float(supported(o)) for o in answered])
     metrics["abstain_recall"] = mean([float(o.abstained) for o in unanswerable])
-    metrics["false_abstain"] = mean([float(o.abstained) for o in answerable])
+    metrics["false_abstain"] = mean([float(o.abstained) for o in judged])
     for stage in ("retrieve", "answer"):
         values = [getattr(o, f"{stage}_ms") for o in outcomes]
         metrics[f"{stage}_p50_ms"] = _round(percentile(values, 50), 2)

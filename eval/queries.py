@@ -5,8 +5,10 @@
 One JSON object per line:
     {"id": str, "question": str, "answers": [str], "sources": [str],
      "answerable": bool (optional, default true), "history": [str] (optional)}
-Unknown fields are ignored. Every problem of the file is collected with its line number and
-raised as one `QueryFormatError`, so a run stops before any work is done.
+An answerable question with sources and no answers is retrieval-only: it is scored on
+retrieval metrics and left out of answer metrics. Unknown fields are ignored. Every problem
+of the file is collected with its line number and raised as one `QueryFormatError`, so a run
+stops before any work is done.
 """
 
 from __future__ import annotations
@@ -32,6 +34,11 @@ class Query:
     answerable: bool = True
     history: tuple[str, ...] = ()
     line: int = field(default=0, compare=False)
+
+    @property
+    def retrieval_only(self) -> bool:
+        """True for an answerable question with gold sources but no gold answers."""
+        return self.answerable and not self.answers
 
 
 class QueryFormatError(ValueError):
@@ -87,8 +94,6 @@ def parse_query(data: object, *, line: int = 0) -> Query:
     for source in sources:
         if message := _check_source(source):
             raise ValueError(message)
-    if answerable and not answers:
-        raise ValueError("an answerable question needs at least one string in 'answers'")
     if answerable and not sources:
         raise ValueError("an answerable question needs at least one file in 'sources'")
     if not answerable and (answers or sources):

@@ -24,8 +24,12 @@ TABLE_ROWS = (
     ("queries", "queries"),
     ("answerable", "answerable"),
     ("unanswerable", "unanswerable"),
+    ("retrieval_only", "retrieval only"),
     *((f"hit@{k}", f"hit@{k}") for k in HIT_KS),
     ("mrr", "MRR"),
+    ("ndcg@10", "nDCG@10"),
+    ("recall@100", "recall@100"),
+    ("mrr@10", "MRR@10"),
     ("answer_contains", "answer contains gold"),
     ("exact_match", "exact match"),
     ("f1", "token F1"),
@@ -110,7 +114,9 @@ def markdown_failure(result: QueryResult) -> str:
     lines = [f"### {query.id}: {_one_line(query.question, 200)}", ""]
     if query.history:
         lines.append(f"- history: {' / '.join(_one_line(h, 200) for h in query.history)}")
-    if query.answerable:
+    if query.retrieval_only:
+        lines.append(f"- expected: a passage from {_quote(query.sources)} (retrieval only)")
+    elif query.answerable:
         lines.append(f"- expected: {_quote(query.answers)} from {_quote(query.sources)}")
     else:
         lines.append("- expected: abstention (the corpus does not answer this)")
@@ -203,9 +209,15 @@ def write_report(
         "## Summary\n",
         markdown_summary(run.metrics_by_method()),
         "hit@k and MRR count the rank of the first retrieved passage from a gold source; "
-        "answer metrics are over answerable questions (an abstention counts as wrong); "
-        "citation metrics over answered answerable questions.\n",
+        "answer metrics are over answerable questions with gold answers (an abstention counts "
+        "as wrong); citation metrics over those that were answered.\n",
     ]
+    retrieval_only = primary.metrics.get("retrieval_only")
+    if retrieval_only:
+        parts.append(
+            f"{retrieval_only} retrieval-only questions (sources, no answers) are scored on "
+            "retrieval metrics only and left out of the answer and citation metrics.\n"
+        )
     if extra_markdown:
         parts.append(extra_markdown.rstrip() + "\n")
     parts += [

@@ -19,7 +19,9 @@ QUERY = {"id", "question", "answer", "abstained", "citations", "retrieved_source
          "gold_sources", "passage_rank", "f1", "mode"}.
 `hit_rank` is the position of the first gold source in `retrieved_sources` (distinct sources
 in rank order); `passage_rank` is the rank of the first retrieved passage from a gold source,
-which is what hit@k and mrr count (the answerer reads passages, not files).
+which is what hit@k and mrr count (the answerer reads passages, not files). A retrieval-only
+query (sources, no answers) has "answer_correct" and "f1" null and is a failure only when no
+passage of a gold source was retrieved.
 """
 
 from __future__ import annotations
@@ -75,9 +77,19 @@ class QueryResult:
         )
 
     @property
-    def answer_correct(self) -> bool:
-        """Answerable: the answer contains a gold string. Unanswerable: it abstained."""
+    def answer_correct(self) -> bool | None:
+        """Answerable: the answer contains a gold string. Unanswerable: it abstained.
+
+        None for a retrieval-only query.
+        """
         return outcome_correct(self.outcome())
+
+    @property
+    def failed(self) -> bool:
+        """A wrong answer, or for a retrieval-only query no gold passage retrieved."""
+        if self.query.retrieval_only:
+            return self.passage_rank is None
+        return not self.answer_correct
 
     def summary(self) -> dict:
         """The short per-method form used beside the primary method's queries."""
@@ -90,7 +102,8 @@ class QueryResult:
 
     def to_dict(self) -> dict:
         """One entry of the JSON "queries" list."""
-        scores = answer_scores(self.outcome()) if self.query.answerable else {"f1": None}
+        judged = self.query.answerable and not self.query.retrieval_only
+        scores = answer_scores(self.outcome()) if judged else {"f1": None}
         return {
             "id": self.query.id,
             "question": self.query.question,
@@ -121,8 +134,8 @@ class MethodRun:
     seconds: float
 
     def failures(self) -> list[QueryResult]:
-        """Results whose answer is wrong (or that answered an unanswerable question)."""
-        return [r for r in self.results if not r.answer_correct]
+        """Wrong answers, answered unanswerable questions, retrieval-only queries missed."""
+        return [r for r in self.results if r.failed]
 
 
 @dataclass

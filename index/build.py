@@ -110,6 +110,9 @@ class UpdatePlan:
     removed: list[str]
     kept: list[str]
     rebuilt_reason: str = ""
+    # Indexed documents whose file could not be read this time for a reason that says
+    # nothing about it (unreadable now, parser cut off or crashed): their passages are kept.
+    carried: list[str] = field(default_factory=list)
 
     @property
     def unchanged(self) -> bool:
@@ -232,12 +235,23 @@ def plan_update(
             changed.append(doc.source)
         else:
             kept.append(doc.source)
-    removed = sorted(set(old_docs) - {d.source for d in scan.documents})
+    carried = _carried(old_docs, scan.skipped)
+    removed = sorted(set(old_docs) - {d.source for d in scan.documents} - set(carried))
     return UpdatePlan(
         documents=scan.documents, skipped=scan.skipped, failures=scan.failures, chrome=chrome,
         fingerprints=fingerprints, previous=previous, added=added, changed=changed,
-        removed=removed, kept=kept, rebuilt_reason=rebuilt_reason,
+        removed=removed, kept=kept, rebuilt_reason=rebuilt_reason, carried=carried,
     )  # fmt: skip
+
+
+def _carried(old_docs: dict, skipped: list[Skipped]) -> list[str]:
+    """Indexed sources (and their attachments) whose file failed to read only transiently."""
+    failed = [s.source for s in skipped if s.transient]
+    return sorted(
+        source
+        for source in old_docs
+        if any(source == f or source.startswith(f + "/") for f in failed)
+    )
 
 
 def _chunk_raw(doc: RawDocument, chrome: set[str], config: IndexConfig, embedder: Embedder):
@@ -288,7 +302,7 @@ def chunk_documents(
     plan: UpdatePlan, *, config: IndexConfig, embedder: Embedder
 ) -> list[DocumentRecord]:
     """Records of every document, in scan order: kept ones reuse their chunks, others are cut."""
-    kept = set(plan.kept)
+    kept = set(plan.kept) | set(plan.carried)
     old_by_source: dict[str, list[Chunk]] = {}
     if plan.previous is not None:
         for chunk in plan.previous.chunks:
@@ -312,6 +326,8 @@ def chunk_documents(
             records.append(DocumentRecord(info, old_by_source.get(doc.source, []), fresh=False))
         else:
             records.append(_new_record(doc, chunked[doc.source], plan.fingerprints[doc.source]))
+    for source in plan.carried:
+        records.append(DocumentRecord(dict(old_docs[source]), old_by_source.get(source, []), False))
     return records
 
 
@@ -461,6 +477,7 @@ def _report_plan(report: UpdateReport, plan: UpdatePlan) -> None:
     report.removed, report.kept = plan.removed, plan.kept
     report.skipped, report.rebuilt_reason = plan.skipped, plan.rebuilt_reason
     report.partial = [Skipped(d.source, n) for d in plan.documents for n in d.notes]
+    report.kept = [*plan.kept, *plan.carried]
 
 
 def dense_settings(config: IndexConfig, chunks: int) -> dict:
@@ -539,7 +556,8 @@ def prune_texts(index_dir: Path) -> None:
         try:
             manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            continue
+            logger.warning("%s unreadable: stored texts are not pruned this time", folder)
+            return  # a text that generation needs could be deleted
         keep |= {d.get("text_key", "") for d in manifest.get("documents", {}).values()}
     prune_documents(index_dir, keep=keep)
 

@@ -63,6 +63,9 @@ class Skipped:
     reason: str
     # True when the file's content could not be parsed (as opposed to a type or size check).
     parse_failed: bool = False
+    # True when the failure says nothing about the file (unreadable now, parser cut off or
+    # crashed): an indexed file keeps its passages and it is tried again next time.
+    transient: bool = False
 
 
 class _VisibleText(HTMLParser):
@@ -218,14 +221,14 @@ def read_document(
             return Skipped(source, f"file too large ({size} bytes > {limit})")
         sha = _file_sha256(path)
     except OSError as exc:
-        return Skipped(source, f"unreadable: {exc.strerror or exc}")
+        return Skipped(source, f"unreadable: {exc.strerror or exc}", transient=True)
     problem = _content_problem(path, suffix)
     if problem:
         return Skipped(source, problem, parse_failed=True)
     try:
         extraction = extract(path, limits=limits)
     except OSError as exc:
-        return Skipped(source, f"unreadable: {exc.strerror or exc}")
+        return Skipped(source, f"unreadable: {exc.strerror or exc}", transient=True)
     except Exception as exc:  # a reader bug must not stop the run; ValueError is the norm
         reason = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
         return Skipped(source, f"could not extract text: {reason}"[:300], parse_failed=True)
@@ -262,6 +265,8 @@ def _document(source: str, sha: str, suffix: str, extraction: Extraction) -> Raw
         # Removing NULs shifts offsets: only segment-free text (plain formats) has them.
         extraction = Extraction(extraction.text.replace("\x00", ""), extraction.title, (),
                                 extraction.notes, extraction.attachments)  # fmt: skip
+    if _SURROGATE.search(extraction.text):
+        extraction = _without_surrogates(extraction)
     if not extraction.text.strip():
         return None
     return RawDocument(
@@ -269,6 +274,24 @@ def _document(source: str, sha: str, suffix: str, extraction: Extraction) -> Raw
         html_title=extraction.title, segments=tuple(extraction.segments),
         reader=reader_version(suffix), notes=tuple(extraction.notes),
     )  # fmt: skip
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _without_surrogates(extraction: Extraction) -> Extraction:
+    """Text that UTF-8 can store: surrogate halves (RTF's \\u-10179?) paired, or replaced.
+
+    With segments, offsets must not move: each half becomes U+FFFD. Without, pairs are joined.
+    """
+    text = extraction.text
+    if extraction.segments:
+        text = _SURROGATE.sub("\ufffd", text)
+    else:
+        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        text = _SURROGATE.sub("\ufffd", text)
+    return Extraction(text, extraction.title, extraction.segments, extraction.notes,
+                      extraction.attachments)  # fmt: skip
 
 
 def _attachments(source: str, extraction: Extraction, *, limits: ReadLimits) -> list[RawDocument]:

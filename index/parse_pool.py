@@ -132,10 +132,16 @@ class ParsePool:
         while pending or busy:
             check()
             while pending and len(busy) < self.size:
-                worker = self._idle.pop() if self._idle else self._start()
-                worker.task = pending.pop(0)
-                worker.deadline = time.monotonic() + self.seconds
-                worker.conn.send(worker.task)
+                task = pending.pop(0)
+                worker = self._ready_worker()
+                try:
+                    worker.conn.send(task)
+                except OSError:  # it died between the check and the send: a fresh one
+                    self._stop(worker)
+                    worker = self._start()
+                    worker.conn.send(task)
+                worker.task = task
+                worker.deadline = time.monotonic() + self._seconds_for(task)
                 busy.append(worker)
             timeout = min(0.5, max(0.0, min(w.deadline for w in busy) - time.monotonic()))
             ready = set(wait([w.conn for w in busy], timeout=timeout))
@@ -148,10 +154,27 @@ class ParsePool:
                 if isinstance(outcome, str):  # the worker died or ran out of time
                     self._stop(worker)
                     logger.warning("%s: %s", task.source, outcome)
-                    on_result(task, Skipped(task.source, outcome, parse_failed=True))
+                    on_result(task, Skipped(task.source, outcome, transient=True))
                 else:
                     self._idle.append(worker)
                     on_result(task, outcome[1])
+
+    def _ready_worker(self) -> _Worker:
+        """An idle worker that is still alive (the OOM killer may have taken one), or a new one."""
+        while self._idle:
+            worker = self._idle.pop()
+            if worker.process.is_alive():
+                return worker
+            self._stop(worker)
+        return self._start()
+
+    def _seconds_for(self, task: ParseTask) -> float:
+        """The file's time limit; an image is one OCR page, so it gets that limit too."""
+        from index.config import IMAGE_EXTENSIONS
+
+        if task.path.suffix.lower() in IMAGE_EXTENSIONS:
+            return self.seconds + self.limits.ocr_page_seconds
+        return self.seconds
 
     def _poll(self, worker: _Worker, ready: set) -> tuple | str | None:
         """('done', result), a reason the file was cut off, or None while it is still working."""
@@ -161,7 +184,8 @@ class ParsePool:
                     kind, payload = worker.conn.recv()
                     if kind == "done":
                         return kind, payload
-                    worker.deadline = time.monotonic() + self.limits.ocr_page_seconds
+                    page_deadline = time.monotonic() + self.limits.ocr_page_seconds
+                    worker.deadline = max(worker.deadline, page_deadline)
             except (EOFError, OSError):
                 code = worker.process.exitcode
                 return f"the parser crashed on this file (exit code {code}); it was skipped"

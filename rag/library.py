@@ -208,10 +208,14 @@ def _update(
     pipeline: Pipeline, *, progress: bool, control: BuildControl = NO_CONTROL
 ) -> UpdateReport:
     """Index what changed and switch the pipeline to the generation now on disk."""
-    _remember_folder(pipeline)  # taken before the scan: a later change is seen by the watcher
+    # Taken before the scan (a later change is seen by the watcher), kept only on success (a
+    # cancelled or failed update is tried again on the next look).
+    snapshot = _snapshot_now(pipeline)
     report = update_index(
         pipeline.config.index, progress=progress, embedder=pipeline.embedder, control=control
     )
+    if snapshot is not None:
+        _state(pipeline).snapshot = snapshot
     if report.wrote_generation:
         pipeline.reload()
     else:
@@ -643,12 +647,13 @@ def _look(pipeline: Pipeline) -> frozenset:
     return corpus_snapshot(Path(config.corpus_dir), extensions=config.extensions)
 
 
-def _remember_folder(pipeline: Pipeline) -> None:
-    """Record the folder as the index update about to run will see it."""
+def _snapshot_now(pipeline: Pipeline):
+    """The folder as the index update about to run will see it (None when it cannot be listed)."""
     try:
-        _state(pipeline).snapshot = _look(pipeline)
+        return _look(pipeline)
     except OSError as exc:
         logger.warning("corpus folder not listed: %s", exc)
+        return None
 
 
 def check_corpus(pipeline: Pipeline) -> IngestJob | None:

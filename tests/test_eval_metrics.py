@@ -14,9 +14,13 @@ from eval.metrics import (
     exact_match,
     first_rank,
     hit_at,
+    is_correct,
     mean_reciprocal_rank,
+    mrr_at_k,
+    ndcg_at_k,
     normalize_answer,
     percentile,
+    recall_at_k,
     strip_citation_markers,
     token_f1,
 )
@@ -131,6 +135,61 @@ def test_mean_reciprocal_rank():
     assert mean_reciprocal_rank([]) is None
 
 
+# log2(3) = 1.58496, so 1/log2(3) = 0.63093 (rank 2) and 1/log2(4) = 0.5 (rank 3).
+@pytest.mark.parametrize(
+    ("ranked", "qrels", "k", "expected"),
+    [
+        (["a", "b", "c"], {"a": 1}, 10, 1.0),
+        (["b", "a"], {"a": 1}, 10, 0.630930),
+        # Graded: DCG 1/1 + 2/log2(3) = 2.26186; ideal 2/1 + 1/log2(3) = 2.63093.
+        (["b", "a", "x"], {"a": 2, "b": 1}, 10, 0.859719),
+        # Only b (grade 2) at rank 3 of ideal [2, 1]: (2 * 0.5) / 2.63093.
+        (["x", "y", "b"], {"a": 1, "b": 2}, 10, 0.380094),
+        # A zero grade is judged non-relevant and left out of the ideal ranking.
+        (["a", "b"], {"a": 0, "b": 1}, 10, 0.630930),
+        (["x", "a"], {"a": 1}, 1, 0.0),
+        # Ideal cut at k too: DCG@1 = 1, ideal@1 = 3 -> 1/3.
+        (["b", "a"], {"a": 3, "b": 1}, 1, 0.333333),
+        (["a"], {"a": 0}, 10, None),
+    ],
+)
+def test_ndcg_at_k(ranked, qrels, k, expected):
+    value = ndcg_at_k(ranked=ranked, qrels=qrels, k=k)
+    assert value == (None if expected is None else pytest.approx(expected, abs=1e-5))
+
+
+@pytest.mark.parametrize(
+    ("ranked", "qrels", "k", "expected"),
+    [
+        (["a", "x"], {"a": 1, "b": 2, "c": 0}, 100, 0.5),
+        (["x", "a"], {"a": 1, "b": 2}, 1, 0.0),
+        (["b", "c", "a"], {"a": 1, "b": 2, "c": 0}, 100, 1.0),
+        ([], {"a": 0}, 100, None),
+    ],
+)
+def test_recall_at_k(ranked, qrels, k, expected):
+    assert recall_at_k(ranked=ranked, qrels=qrels, k=k) == expected
+
+
+@pytest.mark.parametrize(
+    ("ranked", "qrels", "k", "expected"),
+    [
+        (["x", "y", "a"], {"a": 1}, 10, 1 / 3),
+        (["x", "y", "a"], {"a": 1}, 2, 0.0),
+        (["c", "a"], {"c": 0, "a": 1}, 10, 0.5),
+        (["a"], {}, 10, None),
+    ],
+)
+def test_mrr_at_k(ranked, qrels, k, expected):
+    assert mrr_at_k(ranked=ranked, qrels=qrels, k=k) == expected
+
+
+def test_rank_metrics_reject_k_below_one():
+    for metric in (ndcg_at_k, recall_at_k, mrr_at_k):
+        with pytest.raises(ValueError, match="k must be >= 1, got 0"):
+            metric(ranked=["a"], qrels={"a": 1}, k=0)
+
+
 @pytest.mark.parametrize(
     ("cited", "gold", "expected"),
     [
@@ -240,6 +299,22 @@ def test_aggregate_without_unanswerable_questions_gives_none():
     assert m["hit@1"] == 0.0 and m["hit@3"] == 1.0
     assert m["exact_match"] == 1.0 and m["f1"] == 1.0
     assert m["citation_precision"] is None  # answered without citations
+
+
+def test_retrieval_only_questions_count_for_retrieval_only():
+    outcomes = [
+        _outcome(answer="29", golds=("29",), gold_sources=("a",), passage_rank=1),
+        # Retrieval-only (sources, no answers): ranked, never judged on its answer.
+        _outcome(answer="whatever", golds=(), gold_sources=("b",), passage_rank=2),
+        _outcome(abstained=True, golds=(), gold_sources=("c",), passage_rank=None),
+    ]
+    m = aggregate(outcomes)
+    assert (m["answerable"], m["retrieval_only"]) == (3, 2)
+    assert m["hit@1"] == pytest.approx(1 / 3, abs=1e-4)
+    assert m["mrr"] == pytest.approx((1 + 1 / 2) / 3, abs=1e-4)
+    assert m["answer_contains"] == 1.0 and m["exact_match"] == 1.0 and m["f1"] == 1.0
+    assert m["false_abstain"] == 0.0
+    assert is_correct(outcomes[1]) is None and is_correct(outcomes[0]) is True
 
 
 def test_squad_conversion_keeps_paragraphs_and_answers():

@@ -172,3 +172,65 @@ def test_segments_survive_the_manifest_round_trip():
     assert Segment.from_json(segment.to_json()) == segment
     with pytest.raises(ValueError):
         dataclasses.replace(segment, kind="paragraph")
+
+
+# --- review fixes: text UTF-8 can store, transient failures, dead workers, pruning -----------
+
+
+def test_rtf_emoji_surrogates_are_stored(tmp_path, embedder):
+    config = small_corpus(tmp_path, [NORTHCOM])
+    rtf = "{\\rtf1\\ansi\\uc1 The Smiley cafe \\u-10179?\\u-8704? opens at nine.\\par}"
+    (config.corpus_dir / "smile.rtf").write_text(rtf, encoding="ascii")
+    report = update_index(config, progress=False, embedder=embedder)
+    assert "smile.rtf" in report.added
+    doc = next(d for d in CorpusIndex.load(config).documents if d.source == "smile.rtf")
+    assert "\U0001f600" in get_document(config.index_dir, doc.text_key).text
+
+
+def test_a_parse_cut_off_keeps_the_indexed_document(tmp_path, embedder):
+    from bench.mixed_corpus import write_docx
+
+    config = small_corpus(tmp_path, [NORTHCOM])
+    write_docx(config.corpus_dir / "plan.docx", ["The Quarlow depot opens in May."] * 3)
+    update_index(config, progress=False, embedder=embedder)
+    hurried = dataclasses.replace(config, parse_seconds=0.001)  # every worker parse is cut off
+    report = update_index(hurried, progress=False, embedder=embedder)
+    assert "plan.docx" in report.kept and "plan.docx" not in report.removed
+    assert "longer than" in {s.source: s.reason for s in report.skipped}["plan.docx"]
+    loaded = CorpusIndex.load(config)
+    assert any(c.source == "plan.docx" for c in loaded.chunks)
+    assert "plan.docx" not in loaded.manifest["parse_failures"]  # tried again next time
+    again = update_index(config, progress=False, embedder=embedder)
+    assert not again.skipped
+
+
+def test_a_dead_idle_worker_is_replaced(tmp_path):
+    from index.parse_pool import ParsePool
+
+    (tmp_path / "a.pdf").write_bytes(b"%PDF-1.4 junk")
+    pool = ParsePool(limits=ReadLimits(), workers=1, seconds=30)
+    results: list = []
+    task = ParseTask(tmp_path / "a.pdf", "a.pdf", 1_000_000)
+    try:
+        pool.run([task], on_result=lambda t, r: results.append(r))
+        pool._idle[0].process.kill()
+        pool._idle[0].process.join()
+        pool.run([task], on_result=lambda t, r: results.append(r))
+    finally:
+        pool.close()
+    assert len(results) == 2 and all(isinstance(r, Skipped) for r in results)
+    assert all("crashed" not in r.reason for r in results)
+
+
+def test_texts_of_the_kept_generation_survive_pruning(tmp_path, embedder):
+    config = small_corpus(tmp_path, [NORTHCOM, "001_8519b1fb3011066c.txt"])
+    update_index(config, progress=False, embedder=embedder)
+    gone = next(d for d in CorpusIndex.load(config).documents if d.source != NORTHCOM)
+    (config.corpus_dir / gone.source).unlink()
+    update_index(config, progress=False, embedder=embedder)
+    # The generation before this build is kept (a reader may be opening it): so is its text.
+    assert get_document(config.index_dir, gone.text_key).text
+    (config.corpus_dir / "new.txt").write_text("One more note about the depot.")
+    update_index(config, progress=False, embedder=embedder)
+    with pytest.raises(ValueError, match="missing"):
+        get_document(config.index_dir, gone.text_key)

@@ -15,6 +15,7 @@ nothing in it is preselected, removal asks first and goes to the trash. API: `as
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import tempfile
@@ -220,6 +221,8 @@ def cancel_indexing(pipeline: Pipeline) -> str:
 
 _DOWNLOADS = Path(tempfile.gettempdir()) / "cqa-downloads"
 _DOWNLOAD_KEEP_S = 3600.0
+# Originals larger than this are not copied for download (each click would copy them).
+_DOWNLOAD_MAX_BYTES = 64 * 1024 * 1024
 
 
 def _download_copy(path: Path) -> str:
@@ -231,8 +234,9 @@ def _download_copy(path: Path) -> str:
     _DOWNLOADS.mkdir(parents=True, exist_ok=True)
     cutoff = time.time() - _DOWNLOAD_KEEP_S
     for old in _DOWNLOADS.iterdir():
-        if old.is_dir() and old.stat().st_mtime < cutoff:
-            shutil.rmtree(old, ignore_errors=True)
+        with contextlib.suppress(OSError):  # another click may be removing it right now
+            if old.is_dir() and old.stat().st_mtime < cutoff:
+                shutil.rmtree(old, ignore_errors=True)
     folder = Path(tempfile.mkdtemp(dir=_DOWNLOADS))
     target = folder / path.name
     shutil.copyfile(path, target)
@@ -248,6 +252,12 @@ def _view_failure(text: str) -> tuple:
 def _download_update(view: DocumentView) -> dict:
     """The download button for a view: the original file, or hidden when there is none."""
     if view.download_path is None:
+        return gr.update(value=None, visible=False)
+    try:
+        too_big = view.download_path.stat().st_size > _DOWNLOAD_MAX_BYTES
+    except OSError:
+        return gr.update(value=None, visible=False)
+    if too_big:  # a 4 GB mailbox is not copied on every click: open it from the folder
         return gr.update(value=None, visible=False)
     name = view.download_path.name
     return gr.update(
