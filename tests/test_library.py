@@ -575,6 +575,21 @@ def test_check_corpus_refreshes_only_when_the_folder_changed(lib):
     assert {Path(p).name for p, _, _ in snapshot} == {*DOCS, "page.html"}
 
 
+def test_a_failed_refresh_is_tried_again_on_the_next_look(lib, monkeypatch):
+    import rag.library
+    from rag.library import check_corpus
+
+    assert check_corpus(lib).wait(120).finished  # the first look of this process
+    (corpus_of(lib) / "late.txt").write_text("The Quuxville tram starts in June.")
+    real = rag.library.update_index
+    monkeypatch.setattr(rag.library, "update_index", _no_space)
+    assert check_corpus(lib).wait(60).state == "failed"
+    monkeypatch.setattr(rag.library, "update_index", real)
+    job = check_corpus(lib)  # the folder did not change again, but the index never saw it
+    assert job is not None and job.wait(120).state == "done"
+    assert "late.txt" in indexed(lib)
+
+
 def test_the_watcher_indexes_a_new_file_without_a_refresh(lib):
     from rag.library import stop_watching, watch_corpus
 
