@@ -449,35 +449,39 @@ def test_cli_ask_long(pipeline, config, text):
 
 
 def test_default_host_is_loopback_and_never_shared(monkeypatch, pipeline):
-    """`python -m ui` without flags launches on 127.0.0.1, without share and without login."""
+    """`python -m ui` without flags serves on 127.0.0.1, without a share link or login."""
+    import uvicorn
+
     import ui.__main__ as launcher
-    import ui.app
+    import ui.openai_api
 
     launched = {}
 
-    class FakeApp:
-        """Stands in for the Gradio app: records how it would be launched."""
+    def fake_serve(p, *, api_key, auth, upload_limit_bytes):
+        """Record what the app would be built with."""
+        launched.update(auth=auth, api_key=api_key)
+        return "app"
 
-        def queue(self, **kwargs):
-            """Record the queue settings."""
-            launched["queue"] = kwargs
+    def fake_run(app, *, host, port, **kwargs):
+        """Record where the app would be served instead of serving."""
+        launched.update(host=host, port=port, app=app)
 
-        def launch(self, **kwargs):
-            """Record the launch options instead of serving."""
-            launched.update(kwargs)
-
-    for name in ("RAG_HOST", "RAG_USERNAME", "RAG_PASSWORD", "RAG_MODEL"):
+    for name in ("RAG_HOST", "RAG_USERNAME", "RAG_PASSWORD", "RAG_MODEL", "RAG_API_KEY"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(launcher, "open_pipeline", lambda config: pipeline)
-    monkeypatch.setattr(ui.app, "build_app", lambda p, upload_limit_bytes: FakeApp())
-    assert launcher.main([]) == 0
-    assert launched["server_name"] == "127.0.0.1" and launched["share"] is False
-    assert launched["auth"] is None
+    monkeypatch.setattr(ui.openai_api, "serve_app", fake_serve)
+    monkeypatch.setattr(uvicorn, "run", fake_run)
+    assert launcher.main(["--watch-seconds", "0"]) == 0
+    # Served by uvicorn directly: Gradio's launch (and so its share tunnel) is never called.
+    assert launched["host"] == "127.0.0.1" and launched["app"] == "app"
+    assert launched["auth"] is None and launched["api_key"] is None
     monkeypatch.setenv("RAG_HOST", "0.0.0.0")
     monkeypatch.setenv("RAG_USERNAME", "ana")
     monkeypatch.setenv("RAG_PASSWORD", "s3cret")
-    assert launcher.main([]) == 0
-    assert launched["server_name"] == "0.0.0.0" and launched["auth"] == ("ana", "s3cret")
+    monkeypatch.setenv("RAG_API_KEY", "k3y")
+    assert launcher.main(["--watch-seconds", "0"]) == 0
+    assert launched["host"] == "0.0.0.0" and launched["auth"] == ("ana", "s3cret")
+    assert launched["api_key"] == "k3y"
 
 
 @pytest.mark.parametrize(

@@ -4,9 +4,11 @@
 
 Environment (read here only): RAG_HOST, RAG_PORT, RAG_CORPUS, RAG_INDEX, RAG_UPLOAD_MB,
 RAG_WATCH_SECONDS, RAG_USERNAME and RAG_PASSWORD (required when binding to anything but
-loopback). The index is built first only if it is missing or was built with other settings;
-while serving, the corpus folder is looked at every few seconds and what changed is indexed
-in the background (--watch-seconds 0 turns that off).
+loopback), RAG_API_KEY (bearer key of /v1 and /api; also required off loopback). The chat, the
+OpenAI-compatible /v1 and /api/ask share one port (`ui/openai_api.py`). The index is built
+first only if it is missing or was built with other settings; while serving, the corpus folder
+is looked at every few seconds and what changed is indexed in the background (--watch-seconds 0
+turns that off).
 """
 
 from __future__ import annotations
@@ -52,6 +54,19 @@ def resolve_auth(host: str, env: dict) -> tuple[str, str] | None:
     return None
 
 
+def resolve_api_key(host: str, env: dict) -> str | None:
+    """The API key of /v1 and /api; raises ValueError when a public bind has none."""
+    key = env.get("RAG_API_KEY", "").strip()
+    if key:
+        return key
+    if not is_loopback(host):
+        raise ValueError(
+            f"refusing to serve on {host} without an API key: set RAG_API_KEY "
+            "(or bind to 127.0.0.1)"
+        )
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m ui`."""
     env = os.environ
@@ -81,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(logging.INFO)
     try:
         auth = resolve_auth(args.host, env)
+        api_key = resolve_api_key(args.host, env)
         model = find_model(args.model, env_value=env.get("RAG_MODEL"), models_dir=Path("models"))
         config = Config(
             index=IndexConfig(
@@ -96,27 +112,26 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, IndexLoadError, ImportError, OnnxExportError, OSError) as exc:
         sys.stderr.write(f"error: {error_line(exc)}\n")
         return 2
+    import uvicorn
+
     from rag.library import stop_watching, watch_corpus
-    from ui.app import build_app, launch_kwargs
+    from ui.openai_api import serve_app
 
     limit = int(args.upload_mb * 1024 * 1024)
-    app = build_app(pipeline, upload_limit_bytes=limit)
-    app.queue(default_concurrency_limit=8)
+    app = serve_app(pipeline, api_key=api_key, auth=auth, upload_limit_bytes=limit)
     if pipeline.mode == "llm":
         # Load the model in the background: the page is served at once, the first answer waits.
         threading.Thread(target=pipeline.chat_model, daemon=True).start()
     if args.watch_seconds > 0:
         watch_corpus(pipeline, every=args.watch_seconds)
         logger.info("indexing changes of %s every %.0f s", args.corpus, args.watch_seconds)
-    logger.info("serving on http://%s:%d (mode: %s)", args.host, args.port, pipeline.mode)
+    logger.info(
+        "serving on http://%s:%d (mode: %s; OpenAI-compatible API at /v1, docs at /docs)",
+        args.host, args.port, pipeline.mode,
+    )  # fmt: skip
     try:
-        app.launch(
-            server_name=args.host,
-            server_port=args.port,
-            auth=auth,
-            share=False,
-            inbrowser=False,
-            **launch_kwargs(upload_limit_bytes=limit),
+        uvicorn.run(
+            app, host=args.host.strip("[]"), port=args.port, log_config=None, access_log=False
         )
     finally:
         stop_watching(pipeline)
