@@ -35,6 +35,23 @@ def paragraphs(squad: Path) -> list[str]:
     return [p["context"] for article in data for p in article["paragraphs"]]
 
 
+def pdf_from_objects(objects: list[bytes]) -> bytes:
+    """A PDF from raw object bodies (object 1 is the catalog) with a correct xref table."""
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += f"{number} 0 obj\n".encode() + body + b"\nendobj\n"
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    for offset in offsets:
+        out += f"{offset:010d} 00000 n \n".encode()
+    out += (
+        f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    )
+    return bytes(out)
+
+
 def _pdf(pages: list[list[str]]) -> bytes:
     """A text-layer PDF: one Helvetica line per entry, pages as given."""
     objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b""]
@@ -63,23 +80,7 @@ def _pdf(pages: list[list[str]]) -> bytes:
         " ".join(f"{k} 0 R" for k in kids).encode(),
         len(kids),
     )
-    return _pdf_bytes(objects)
-
-
-def _pdf_bytes(objects: list[bytes]) -> bytes:
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += f"{number} 0 obj\n".encode() + body + b"\nendobj\n"
-    xref = len(out)
-    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
-    for offset in offsets:
-        out += f"{offset:010d} 00000 n \n".encode()
-    out += (
-        f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
-    )
-    return bytes(out)
+    return pdf_from_objects(objects)
 
 
 def _wrap(text: str, width: int = 95) -> list[str]:

@@ -20,6 +20,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import NamedTuple
 
+from index.corpus_index import file_sha256
 from index.extraction import Extraction, ReadLimits, Segment
 from index.parse_pool import ParseTask, parse_files
 from index.progress import NO_CONTROL, BuildControl
@@ -219,7 +220,7 @@ def read_document(
         limit = max(max_bytes, limits.max_mailbox_bytes) if suffix == ".mbox" else max_bytes
         if size > limit:
             return Skipped(source, f"file too large ({size} bytes > {limit})")
-        sha = _file_sha256(path)
+        sha = file_sha256(path)
     except OSError as exc:
         return Skipped(source, f"unreadable: {exc.strerror or exc}", transient=True)
     problem = _content_problem(path, suffix)
@@ -236,14 +237,6 @@ def read_document(
     if document is None:
         return Skipped(source, "no text", parse_failed=True)
     return [document, *_attachments(source, extraction, limits=limits)]
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _content_problem(path: Path, suffix: str) -> str:

@@ -13,7 +13,6 @@ folder; an attachment (`message.eml/report.pdf`) offers its message file.
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from index.config import IMAGE_EXTENSIONS
+from index.corpus_index import file_sha256
 from index.document_store import StoredDocument, get_document
 from index.extraction import PAGE, Segment, locate
 from rag.pipeline import Pipeline
@@ -146,11 +146,7 @@ def corpus_file(corpus_dir: Path, source: str) -> Path | None:
 @functools.lru_cache(maxsize=64)
 def _sha256(path: str, size: int, mtime_ns: int) -> str:
     """SHA-256 of a file; cached per (size, mtime) so clicking again does not re-read it."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_sha256(Path(path))
 
 
 def file_changed(path: Path, expected: str) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from bench.mixed_corpus import pdf_from_objects
+
 
 def make_pdf(text: str) -> bytes:
     """One page of Helvetica text; the xref offsets are computed so readers need no repair."""
@@ -16,20 +18,3 @@ def make_pdf(text: str) -> bytes:
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
     ]
     return pdf_from_objects(objects)
-
-
-def pdf_from_objects(objects: list[bytes]) -> bytes:
-    """A PDF from raw object bodies (object 1 is the catalog) with a correct xref table."""
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += f"{number} 0 obj\n".encode() + body + b"\nendobj\n"
-    xref = len(out)
-    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
-    for offset in offsets:
-        out += f"{offset:010d} 00000 n \n".encode()
-    out += (
-        f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
-    )
-    return bytes(out)
