@@ -133,21 +133,10 @@ def test_empty_trash_deletes_only_the_trash(lib):
     assert library_view(lib).trash == [] and sorted(indexed(lib)) == sorted(DOCS[:2])
 
 
-def test_empty_trash_deletes_only_what_was_shown(lib):
-    from rag.library import empty, library_view, remove
-
-    shown = [remove(lib, "page.html").entry.id]
-    later = remove(lib, NORTHCOM).entry  # trashed after the user was asked
-    assert empty(lib, ids=shown) == 1
-    assert [e.id for e in library_view(lib).trash] == [later.id]
-
-
-def test_two_uploads_of_one_name_roll_back_to_the_original(lib, monkeypatch):
+def fail_first_update(monkeypatch) -> None:
+    """The next index update fails with a full disk; later ones run as usual."""
     import rag.library
-    from rag.library import upload
 
-    corpus = corpus_of(lib)
-    before = files_in(corpus)
     real = rag.library.update_index
     calls = []
 
@@ -158,6 +147,23 @@ def test_two_uploads_of_one_name_roll_back_to_the_original(lib, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(rag.library, "update_index", failing_once)
+
+
+def test_empty_trash_deletes_only_what_was_shown(lib):
+    from rag.library import empty, library_view, remove
+
+    shown = [remove(lib, "page.html").entry.id]
+    later = remove(lib, NORTHCOM).entry  # trashed after the user was asked
+    assert empty(lib, ids=shown) == 1
+    assert [e.id for e in library_view(lib).trash] == [later.id]
+
+
+def test_two_uploads_of_one_name_roll_back_to_the_original(lib, monkeypatch):
+    from rag.library import upload
+
+    corpus = corpus_of(lib)
+    before = files_in(corpus)
+    fail_first_update(monkeypatch)
     pairs = [("page.html", b"<p>first upload</p>"), ("page.html", b"<p>second upload</p>")]
     result = upload(lib, pairs, max_bytes=LIMIT, replace=True)
     assert result.added == []
@@ -403,21 +409,11 @@ def test_a_replacing_upload_the_index_skips_brings_the_old_file_back(lib):
 
 
 def test_an_upload_whose_indexing_fails_is_rolled_back(lib, monkeypatch):
-    import rag.library
     from rag.library import upload
 
     corpus = corpus_of(lib)
     before, generation = files_in(corpus), lib.index.folder
-    real = rag.library.update_index
-    calls = []
-
-    def failing_once(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 1:
-            _no_space()
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(rag.library, "update_index", failing_once)
+    fail_first_update(monkeypatch)
     result = upload(
         lib, [("avocado.txt", ZORBLATT), ("page.html", b"<p>new page</p>")], max_bytes=LIMIT,
         replace=True,
