@@ -65,11 +65,19 @@ test-stress: $(STAMP)
 		tests/test_reliability_questions.py tests/test_reliability_faults.py
 	$(BIN)/python -m tests.stress_load --clients 16 --questions 25
 
+# The seen and the unseen query sets, each with its abstention plots beside its report.
 eval: $(STAMP)
 	$(BIN)/python -m eval --queries eval/queries/corpus.jsonl --compare \
-		--json eval/reports/corpus.json --report eval/reports/corpus.md
+		--json eval/reports/corpus.json --report eval/reports/corpus.md --plots eval/reports/
+	$(BIN)/python -m eval --queries eval/queries/corpus_unseen.jsonl --compare \
+		--json eval/reports/corpus_unseen.json --report eval/reports/corpus_unseen.md \
+		--plots eval/reports/
+	$(BIN)/python -m eval.squad --abstention --json eval/reports/squad-abstention.json \
+		--report eval/reports/squad-abstention.md
 
+# Held-out articles only (eval/reader_split.json); then the reader alone on gold paragraphs.
 bench-squad: $(STAMP)
+	$(BIN)/python -m eval.squad --reader-only
 	$(BIN)/python -m eval.squad ../shared/data/squad-dev-v1.1.json --compare \
 		--index data/squad-index --json eval/reports/squad.json --report eval/reports/squad.md
 

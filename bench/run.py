@@ -100,7 +100,7 @@ def bench_incremental(corpus: Path, index_dir: Path) -> dict:
 
 
 def bench_questions(corpus: Path, index_dir: Path, queries: Path, n: int, seed: int) -> dict:
-    """Latency of retrieval plus the extractive answer, one question at a time, per stage."""
+    """Latency of retrieval, the reader and the extractive answer, one question at a time."""
     config = Config(index=IndexConfig(corpus_dir=corpus, index_dir=index_dir))
     pipeline = Pipeline(config)
     lines = queries.read_text(encoding="utf-8").splitlines()
@@ -110,13 +110,13 @@ def bench_questions(corpus: Path, index_dir: Path, queries: Path, n: int, seed: 
     for q in questions[:10]:  # warm-up
         pipeline.ask(q)
     stages: dict[str, list[float]] = {
-        k: [] for k in ("embed", "dense", "bm25", "fusion", "answer", "total")
+        k: [] for k in ("embed", "dense", "bm25", "fusion", "read", "answer", "total")
     }
     for q in questions:
         t = time.perf_counter()
         answer = pipeline.ask(q)
         total = (time.perf_counter() - t) * 1000
-        for k in ("embed", "dense", "bm25", "fusion"):
+        for k in ("embed", "dense", "bm25", "fusion", "read"):
             stages[k].append(answer.stages_ms.get(k, 0.0))
         stages["answer"].append(answer.timings_ms["answer"])
         stages["total"].append(total)

@@ -1,13 +1,15 @@
 """Command line of the evaluation harness.
 
     python -m eval --queries FILE [--corpus DIR] [--index DIR] [--json OUT] [--report OUT.md]
-                   [--compare | --method hybrid|dense|bm25] [--limit N [--seed S]]
+                   [--plots DIR] [--compare | --method hybrid|dense|bm25] [--limit N [--seed S]]
 
 Validates the whole query set first (a bad line stops the run, exit code 2, before any index
 work), updates the index incrementally (as `python -m rag index` does), runs every query
-through the chat's pipeline, prints the summary table and writes the JSON and Markdown
-report. JSON shape: see eval/runner.py. Environment (read here only): RAG_CORPUS, RAG_INDEX,
-RAG_MODEL.
+through the chat's pipeline, prints the summary table and the breakdown by kind of question,
+and writes the JSON and Markdown report. --plots writes the abstention plots of the primary
+method (eval/plots.py) into DIR as <queries stem>-answerability.png and
+<queries stem>-abstention-pr.png, linked from the report. JSON shape: see eval/runner.py.
+Environment (read here only): RAG_CORPUS, RAG_INDEX, RAG_MODEL.
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ def run_and_write(
     reference: dict | None = None,
 ) -> EvalRun:
     """Open the pipeline, evaluate, print the summary, write JSON and report."""
-    from eval.report import format_summary, write_report
+    from eval.report import format_by_kind, format_summary, write_report
     from eval.runner import evaluate, open_for_eval, write_json
     from index import IndexConfig
     from rag.config import Config
@@ -97,12 +99,34 @@ def run_and_write(
         pipeline, queries, methods=methods_of(args), progress=not args.quiet, extra_config=extra
     )
     sys.stdout.write(format_summary(run.metrics_by_method()))
+    if by_kind := format_by_kind(run.primary.metrics):
+        sys.stdout.write(f"\nby kind of question ({run.primary.method}):\n{by_kind}")
     markdown = extra_markdown(run) if extra_markdown else ""
     if args.json:
         logger.info("JSON written to %s", write_json(run, args.json))
+    plots = write_run_plots(run, getattr(args, "plots", None))
     if args.report:
-        write_report(run, args.report, title=title, extra_markdown=markdown, reference=reference)
+        write_report(
+            run,
+            args.report,
+            title=title,
+            extra_markdown=markdown,
+            reference=reference,
+            plots=plots,
+        )
     return run
+
+
+def write_run_plots(run: EvalRun, directory: Path | None) -> list[Path]:
+    """The primary method's abstention plots in directory, named by the query set's stem."""
+    if directory is None:
+        return []
+    from eval.plots import write_plots
+
+    stem = Path(str(run.config.get("queries_file") or "queries")).stem
+    threshold = float(run.config.get("min_answerability", 0.0))
+    label = f"{stem} ({run.primary.method})"
+    return write_plots(run.primary.results, directory, stem=stem, threshold=threshold, label=label)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval", description=__doc__.split("\n")[0])
     parser.add_argument("--queries", required=True, type=Path, help="JSONL query set")
     parser.add_argument("--corpus", help="folder of documents (default corpus/, env RAG_CORPUS)")
+    parser.add_argument(
+        "--plots", type=Path, help="write the abstention plots (PNG) into this folder"
+    )
     add_run_options(parser)
     args = parser.parse_args(argv)
     setup_logging(args)

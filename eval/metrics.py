@@ -1,12 +1,17 @@
 """Pure metric functions: retrieval ranks, graded (BEIR) rankings, SQuAD answer scores, citations,
-abstention, latency.
+abstention (per kind of question, with Wilson intervals), latency.
 
     python -m eval --queries eval/queries/corpus.jsonl
 
 Answer text is compared after SQuAD v1.1 normalisation (`normalize_answer`, the official
 evaluation script's: lower case, punctuation removed, articles a/an/the removed, whitespace
-collapsed), with the answer's citation markers ("[1]") removed first. Nothing here touches
-the pipeline, files or the clock, so every function is tested against hand-computed cases.
+collapsed), with the answer's citation markers ("[1]") removed first. The short answer (the
+reader's exact span) gets the same three scores: "contains" means some normalised gold
+answer occurs in the normalised span on word bounds (`contains_answer`), one way only: a
+span that is a mere fragment of a gold answer ("Texas" of "Eagle Pass, Texas") does not
+count, while EM and F1 grade the span's length. No short answer, or an abstention, scores 0.
+Nothing here touches the pipeline, files or the clock, so every function is tested against
+hand-computed cases.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import string
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+
+from eval.queries import ANSWERABLE_KIND, UNANSWERABLE_KINDS, default_kind
 
 HIT_KS = (1, 3, 5, 10, 20)
 
@@ -174,6 +181,19 @@ def mean(values: Sequence[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a proportion k/n (z=1.96: 95%); (0, 1) when n is 0."""
+    if not 0 <= k <= n:
+        raise ValueError(f"need 0 <= k <= n, got k={k}, n={n}")
+    if n == 0:
+        return 0.0, 1.0
+    p = k / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What the metrics need to know of one scored question."""
@@ -189,6 +209,17 @@ class Outcome:
     cited_texts: tuple[str, ...]
     retrieve_ms: float
     answer_ms: float
+    # One of eval.queries.KINDS; empty: "answerable" or "unanswerable" as `answerable` says.
+    kind: str = ""
+    # The text of the reader's short answer (None: there was none).
+    short_answer: str | None = None
+    # The reader's best margin over "no answer here" (-inf: nothing was read).
+    answerability: float = float("-inf")
+
+    @property
+    def kind_or_default(self) -> str:
+        """The question's kind, defaulted from `answerable` when not given."""
+        return self.kind or default_kind(self.answerable)
 
 
 def has_golds(outcome: Outcome) -> bool:
@@ -205,6 +236,18 @@ def answer_scores(outcome: Outcome) -> dict[str, float]:
         "answer_contains": float(contains_answer(text, outcome.golds)),
         "exact_match": best_over_golds(exact_match, text, outcome.golds),
         "f1": best_over_golds(token_f1, text, outcome.golds),
+    }
+
+
+def short_answer_scores(outcome: Outcome) -> dict[str, float]:
+    """short_contains, short_exact_match and short_f1 of the short answer (none or abstained: 0)."""
+    text = outcome.short_answer
+    if outcome.abstained or not text or not outcome.golds:
+        return {"short_contains": 0.0, "short_exact_match": 0.0, "short_f1": 0.0}
+    return {
+        "short_contains": float(contains_answer(text, outcome.golds)),
+        "short_exact_match": best_over_golds(exact_match, text, outcome.golds),
+        "short_f1": best_over_golds(token_f1, text, outcome.golds),
     }
 
 
@@ -229,6 +272,50 @@ def _round(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
 
 
+RETRIEVAL_ONLY_KIND = "retrieval-only"
+# Row order of the breakdown by kind; kinds not listed here follow in order of appearance.
+KIND_ORDER = (ANSWERABLE_KIND, RETRIEVAL_ONLY_KIND, *UNANSWERABLE_KINDS)
+
+
+def breakdown_kind(outcome: Outcome) -> str:
+    """The row of the by-kind breakdown: the kind, or "retrieval-only" for those without golds."""
+    if outcome.answerable and not outcome.golds:
+        return RETRIEVAL_ONLY_KIND
+    return outcome.kind_or_default
+
+
+def abstention_rate(outcomes: Sequence[Outcome]) -> dict:
+    """n, abstained count, its share and the share's 95% Wilson interval (None when n is 0)."""
+    n = len(outcomes)
+    k = sum(1 for o in outcomes if o.abstained)
+    low, high = wilson_interval(k, n)
+    return {
+        "n": n,
+        "abstained": k,
+        "abstained_share": _round(k / n, 4) if n else None,
+        "abstained_ci": [round(low, 4), round(high, 4)] if n else None,
+    }
+
+
+def kind_metrics(outcomes: Sequence[Outcome]) -> dict:
+    """One row of the by-kind breakdown; short-answer scores too for questions with golds."""
+    row = abstention_rate(outcomes)
+    judged = [o for o in outcomes if has_golds(o)]
+    if judged:
+        scores = [short_answer_scores(o) for o in judged]
+        for name in ("short_contains", "short_exact_match", "short_f1"):
+            row[name] = _round(mean([s[name] for s in scores]), 4)
+    return row
+
+
+def by_kind(outcomes: Sequence[Outcome]) -> dict[str, dict]:
+    """kind_metrics per breakdown kind, in KIND_ORDER (for unanswerable kinds: abstain recall)."""
+    groups: dict[str, list[Outcome]] = {kind: [] for kind in KIND_ORDER}
+    for outcome in outcomes:
+        groups.setdefault(breakdown_kind(outcome), []).append(outcome)
+    return {kind: kind_metrics(group) for kind, group in groups.items() if group}
+
+
 def aggregate(outcomes: Sequence[Outcome], *, ks: Sequence[int] = HIT_KS) -> dict:
     """All metrics of a run: retrieval, answers, citations, abstention, latency.
 
@@ -245,7 +332,7 @@ def aggregate(outcomes: Sequence[Outcome], *, ks: Sequence[int] = HIT_KS) -> dic
     answered = [o for o in judged if not o.abstained]
     ranks = [o.passage_rank for o in answerable]
     scores = [answer_scores(o) for o in judged]
-    metrics: dict[str, float | int | None] = {
+    metrics: dict[str, object] = {
         "queries": len(outcomes),
         "answerable": len(answerable),
         "unanswerable": len(unanswerable),
@@ -259,13 +346,19 @@ def aggregate(outcomes: Sequence[Outcome], *, ks: Sequence[int] = HIT_KS) -> dic
     precisions = [citation_precision(o.cited_sources, o.gold_sources) for o in answered]
     metrics["citation_precision"] = mean([p for p in precisions if p is not None])
     metrics["citation_support"] = mean([float(supported(o)) for o in answered])
-    metrics["abstain_recall"] = mean([float(o.abstained) for o in unanswerable])
-    metrics["false_abstain"] = mean([float(o.abstained) for o in judged])
+    short = [short_answer_scores(o) for o in judged]
+    for name in ("short_contains", "short_exact_match", "short_f1"):
+        metrics[name] = mean([s[name] for s in short])
+    for name, group in (("abstain_recall", unanswerable), ("false_abstain", judged)):
+        rate = abstention_rate(group)
+        metrics[name] = rate["abstained_share"]
+        metrics[f"{name}_ci"] = rate["abstained_ci"]
     for stage in ("retrieve", "answer"):
         values = [getattr(o, f"{stage}_ms") for o in outcomes]
         metrics[f"{stage}_p50_ms"] = _round(percentile(values, 50), 2)
         metrics[f"{stage}_p95_ms"] = _round(percentile(values, 95), 2)
-    return {
+    rounded = {
         k: _round(v, 4) if isinstance(v, float) and not k.endswith("_ms") else v
         for k, v in metrics.items()
     }
+    return {**rounded, "by_kind": by_kind(outcomes)}

@@ -4,7 +4,13 @@
 
 One JSON object per line:
     {"id": str, "question": str, "answers": [str], "sources": [str],
-     "answerable": bool (optional, default true), "history": [str] (optional)}
+     "answerable": bool (optional), "kind": str (optional), "history": [str] (optional)}
+"kind" says what sort of question it is: "answerable" (needs "answerable": true), or one
+of the unanswerable kinds (need "answerable": false) "off-topic" (nothing to do with the
+corpus), "on-topic-missing" (about the corpus, but the answer is not in it), "false-premise"
+(assumes something the corpus contradicts) and the generic "unanswerable". Without "kind"
+it is "answerable" or "unanswerable" as "answerable" says; without "answerable" it follows
+"kind" (true only for "answerable"), and with neither the question is answerable.
 An answerable question with sources and no answers is retrieval-only: it is scored on
 retrieval metrics and left out of answer metrics. Unknown fields are ignored. Every problem
 of the file is collected with its line number and raised as one `QueryFormatError`, so a run
@@ -22,6 +28,27 @@ from pathlib import Path, PurePosixPath
 # More problems than this are summarised as a count: a wrong file should not flood the screen.
 MAX_REPORTED_PROBLEMS = 20
 
+ANSWERABLE_KIND = "answerable"
+# The kinds of question the corpus does not answer; "unanswerable" is the generic one (old
+# query sets without a "kind" field), listed last.
+UNANSWERABLE_KINDS = ("off-topic", "on-topic-missing", "false-premise", "unanswerable")
+KINDS = (ANSWERABLE_KIND, *UNANSWERABLE_KINDS)
+
+
+def default_kind(answerable: bool) -> str:
+    """The kind of a question without a "kind" field."""
+    return ANSWERABLE_KIND if answerable else "unanswerable"
+
+
+def kind_problem(kind: object, answerable: bool) -> str:
+    """Why kind is not valid for a question with this answerable flag, or ''."""
+    if not isinstance(kind, str) or kind not in KINDS:
+        return f"'kind' must be one of {', '.join(KINDS)}; got {kind!r}"
+    if (kind == ANSWERABLE_KIND) != answerable:
+        needed = "true" if kind == ANSWERABLE_KIND else "false"
+        return f'kind {kind!r} needs "answerable": {needed}, got {str(answerable).lower()}'
+    return ""
+
 
 @dataclass(frozen=True)
 class Query:
@@ -33,7 +60,15 @@ class Query:
     sources: tuple[str, ...]
     answerable: bool = True
     history: tuple[str, ...] = ()
+    # One of KINDS; empty: the default for `answerable` ("answerable" or "unanswerable").
+    kind: str = ""
     line: int = field(default=0, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.kind:
+            object.__setattr__(self, "kind", default_kind(self.answerable))
+        if message := kind_problem(self.kind, self.answerable):
+            raise ValueError(message)
 
     @property
     def retrieval_only(self) -> bool:
@@ -73,6 +108,19 @@ def _check_source(source: str) -> str:
     return ""
 
 
+def _answerable_and_kind(data: dict) -> tuple[bool, str]:
+    """The "answerable" flag and "kind" of a line, each defaulted from the other."""
+    kind = data.get("kind")
+    answerable = data.get("answerable", "kind" not in data or kind == ANSWERABLE_KIND)
+    if not isinstance(answerable, bool):
+        raise ValueError(f"'answerable' must be true or false, got {answerable!r}")
+    if "kind" not in data:
+        return answerable, default_kind(answerable)
+    if message := kind_problem(kind, answerable):
+        raise ValueError(message)
+    return answerable, kind
+
+
 def parse_query(data: object, *, line: int = 0) -> Query:
     """A Query from one decoded JSON line; raises ValueError naming the first problem."""
     if not isinstance(data, dict):
@@ -85,9 +133,7 @@ def parse_query(data: object, *, line: int = 0) -> Query:
     for name in ("answers", "sources"):
         if name not in data:
             raise ValueError(f"missing field '{name}' (use [] when there is none)")
-    answerable = data.get("answerable", True)
-    if not isinstance(answerable, bool):
-        raise ValueError(f"'answerable' must be true or false, got {answerable!r}")
+    answerable, kind = _answerable_and_kind(data)
     answers = _string_list(data["answers"], "answers")
     sources = _string_list(data["sources"], "sources")
     history = _string_list(data.get("history", []), "history")
@@ -97,7 +143,9 @@ def parse_query(data: object, *, line: int = 0) -> Query:
     if answerable and not sources:
         raise ValueError("an answerable question needs at least one file in 'sources'")
     if not answerable and (answers or sources):
-        raise ValueError("an unanswerable question must have empty 'answers' and 'sources'")
+        raise ValueError(
+            f"an unanswerable question (kind {kind!r}) must have empty 'answers' and 'sources'"
+        )
     return Query(
         id=data["id"],
         question=data["question"],
@@ -105,6 +153,7 @@ def parse_query(data: object, *, line: int = 0) -> Query:
         sources=tuple(str(PurePosixPath(s.replace("\\", "/"))) for s in sources),
         answerable=answerable,
         history=tuple(history),
+        kind=kind,
         line=line,
     )
 
@@ -187,5 +236,6 @@ def query_to_dict(query: Query) -> dict:
         "answers": list(query.answers),
         "sources": list(query.sources),
         "answerable": query.answerable,
+        "kind": query.kind,
         "history": list(query.history),
     }

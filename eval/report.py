@@ -2,20 +2,25 @@
 
     python -m eval --queries eval/queries/corpus.jsonl --compare --report eval/reports/corpus.md
 
-The report holds the summary table (one column per method), the PNG plots of hit@k per
-method and of the latency distribution (written next to the report as <name>-hit-at-k.png
-and <name>-latency.png, and linked from it), and the failed questions of the primary method
-with what was expected, what came back and which sources were retrieved.
+The report holds the summary table (one column per method), the breakdown by kind of
+question of the primary method (n, share abstained with its 95% Wilson interval: for an
+unanswerable kind its abstain recall, for answerable questions the false abstention rate;
+for answerable questions also the short answer's contains-gold, EM and F1), the PNG plots of
+hit@k per method and of the latency distribution (written next to the report as
+<name>-hit-at-k.png and <name>-latency.png, and linked from it, as are any extra plots such
+as eval/plots.py's), and the failed questions of the primary method with what was expected,
+what came back and which sources were retrieved.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from eval.metrics import HIT_KS, distinct_in_order
-from eval.runner import EvalRun, QueryResult
+from eval.runner import EvalRun, QueryResult, json_score
 
 logger = logging.getLogger(__name__)
 
@@ -33,10 +38,15 @@ TABLE_ROWS = (
     ("answer_contains", "answer contains gold"),
     ("exact_match", "exact match"),
     ("f1", "token F1"),
+    ("short_contains", "short answer contains gold"),
+    ("short_exact_match", "short answer EM"),
+    ("short_f1", "short answer F1"),
     ("citation_precision", "citation precision"),
     ("citation_support", "citation support"),
     ("abstain_recall", "abstain recall"),
+    ("abstain_recall_ci", "abstain recall 95% CI"),
     ("false_abstain", "false abstain"),
+    ("false_abstain_ci", "false abstain 95% CI"),
     ("retrieve_p50_ms", "retrieve p50 ms"),
     ("retrieve_p95_ms", "retrieve p95 ms"),
     ("answer_p50_ms", "answer p50 ms"),
@@ -50,6 +60,8 @@ def format_value(key: str, value: object) -> str:
     """A metric as shown in tables: counts as integers, ms with one decimal, rates with 3."""
     if value is None:
         return "-"
+    if isinstance(value, list | tuple) and len(value) == 2:
+        return f"[{value[0]:.3f}, {value[1]:.3f}]"
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     if isinstance(value, float):
@@ -99,6 +111,46 @@ def markdown_summary(metrics_by_method: Mapping[str, Mapping]) -> str:
     return markdown_table(["metric", *metrics_by_method], _rows(metrics_by_method))
 
 
+KIND_HEADER = ("kind", "n", "abstained", "95% CI", "short contains gold", "short EM", "short F1")
+ALL_UNANSWERABLE = "unanswerable (all)"
+
+
+def by_kind_rows(metrics: Mapping) -> list[list[str]]:
+    """Rows of the breakdown by kind, then one for all unanswerable questions together."""
+    rows = []
+    for kind, row in (metrics.get("by_kind") or {}).items():
+        cells = [kind, str(row["n"]), format_value("abstained_share", row["abstained_share"])]
+        cells.append(format_value("abstained_ci", row["abstained_ci"]))
+        names = ("short_contains", "short_exact_match", "short_f1")
+        rows.append(cells + [format_value(name, row.get(name)) for name in names])
+    if metrics.get("unanswerable"):
+        recall = [format_value(k, metrics.get(k)) for k in ("abstain_recall", "abstain_recall_ci")]
+        rows.append([ALL_UNANSWERABLE, str(metrics["unanswerable"]), *recall, "-", "-", "-"])
+    return rows
+
+
+def format_by_kind(metrics: Mapping) -> str:
+    """The breakdown by kind as plain text ('' when the metrics have none)."""
+    rows = by_kind_rows(metrics)
+    return text_table(KIND_HEADER, rows) if rows else ""
+
+
+def markdown_by_kind(metrics: Mapping, *, method: str = "") -> str:
+    """The breakdown by kind as a Markdown section ('' when the metrics have none)."""
+    rows = by_kind_rows(metrics)
+    if not rows:
+        return ""
+    return (
+        f"## By kind of question{f' ({method})' if method else ''}\n\n"
+        "abstained: share of the kind's questions the system abstained on, with its 95% Wilson "
+        "interval; for the unanswerable kinds this is the abstain recall, for answerable "
+        "questions (with gold answers) the false abstention rate. The short answer (the "
+        "reader's exact span) counts as containing gold when a normalised gold answer occurs "
+        "in it; EM and F1 are SQuAD's; a missing short answer or an abstention scores 0.\n\n"
+        + markdown_table(KIND_HEADER, rows)
+    )
+
+
 def _one_line(text: str, limit: int = _ANSWER_CHARS) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
@@ -111,7 +163,7 @@ def _quote(items: Sequence[str]) -> str:
 def markdown_failure(result: QueryResult) -> str:
     """One failed question: question, history, expected, got, retrieved sources."""
     query = result.query
-    lines = [f"### {query.id}: {_one_line(query.question, 200)}", ""]
+    lines = [f"### {query.id}: {_one_line(query.question, 200)}", "", f"- kind: {query.kind}"]
     if query.history:
         lines.append(f"- history: {' / '.join(_one_line(h, 200) for h in query.history)}")
     if query.retrieval_only:
@@ -122,6 +174,10 @@ def markdown_failure(result: QueryResult) -> str:
         lines.append("- expected: abstention (the corpus does not answer this)")
     got = "abstained" if result.abstained else _one_line(result.answer)
     lines.append(f"- got: {got}")
+    if result.short_answer is not None:
+        lines.append(f"- short answer: {_quote([result.short_answer.text])}")
+    score = json_score(result.answerability)
+    lines.append(f"- answerability: {'not read' if score is None else f'{score:.3f}'}")
     cited = _quote(distinct_in_order(c.source for c in result.citations))
     lines.append(f"- cited: {cited}")
     rank = "not retrieved" if result.hit_rank is None else f"first gold at {result.hit_rank}"
@@ -181,6 +237,11 @@ def plot_latency(run: EvalRun, path: str | Path) -> Path:
     return path
 
 
+def _link(target: Path, folder: Path) -> str:
+    """target as a link relative to folder (POSIX separators)."""
+    return Path(os.path.relpath(Path(target).resolve(), Path(folder).resolve())).as_posix()
+
+
 def write_report(
     run: EvalRun,
     path: str | Path,
@@ -189,8 +250,12 @@ def write_report(
     extra_markdown: str = "",
     reference: Mapping[str, Mapping[str, float]] | None = None,
     max_failures: int = MAX_FAILURES,
+    plots: Sequence[Path] = (),
 ) -> list[Path]:
-    """Write the Markdown report and its two PNG plots; return the paths written."""
+    """Write the Markdown report and its two PNG plots; return the paths written.
+
+    plots: PNGs written elsewhere (eval/plots.py) to link from the report's Plots section.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     hit_png = plot_hit_at_k(
@@ -218,12 +283,15 @@ def write_report(
             f"{retrieval_only} retrieval-only questions (sources, no answers) are scored on "
             "retrieval metrics only and left out of the answer and citation metrics.\n"
         )
+    if by_kind := markdown_by_kind(primary.metrics, method=primary.method):
+        parts.append(by_kind)
     if extra_markdown:
         parts.append(extra_markdown.rstrip() + "\n")
     parts += [
         "## Plots\n",
         f"![hit@k per method]({hit_png.name})\n",
         f"![latency distribution]({latency_png.name})\n",
+        *(f"![{png.stem}]({_link(png, path.parent)})\n" for png in plots),
         f"## Failed questions ({primary.method}): {len(failures)} of {len(primary.results)}\n",
     ]
     if len(failures) > max_failures:

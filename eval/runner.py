@@ -13,10 +13,15 @@ With several methods (`--compare`), metrics are keyed by method and the queries 
 the primary method (hybrid), each with a short per-method summary:
     {"metrics": {"bm25": {...}, "dense": {...}, "hybrid": {...}}, "config": {...},
      "queries": [QUERY + {"methods": {"bm25": {"hit_rank", "passage_rank", "abstained",
-                                               "answer_correct"}, ...}}, ...]}
+                                               "answer_correct", "answerability"}, ...}},
+                 ...]}
 QUERY = {"id", "question", "answer", "abstained", "citations", "retrieved_sources",
-         "hit_rank", "answer_correct", "latency_ms", plus "answerable", "history", "expected",
-         "gold_sources", "passage_rank", "f1", "mode"}.
+         "hit_rank", "answer_correct", "latency_ms", plus "answerable", "kind", "history",
+         "expected", "gold_sources", "passage_rank", "f1", "mode", "short_answer",
+         "answerability"}.
+"short_answer" is the reader's exact span ({"text", "source", "start", "end", "citation"})
+or null; "answerability" the reader's best margin over "no answer here", null when nothing
+was read (the cheap pre-gate abstained, or no reader).
 `hit_rank` is the position of the first gold source in `retrieved_sources` (distinct sources
 in rank order); `passage_rank` is the rank of the first retrieved passage from a gold source,
 which is what hit@k and mrr count (the answerer reads passages, not files). A retrieval-only
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -39,11 +45,17 @@ from eval.metrics import is_correct as outcome_correct
 from eval.queries import Query
 from rag.config import Config
 from rag.pipeline import Citation, Pipeline
+from rag.reading import NOT_READ, ShortAnswer
 
 logger = logging.getLogger(__name__)
 
 METHODS = ("bm25", "dense", "hybrid")
 PRIMARY_METHOD = "hybrid"
+
+
+def json_score(value: float) -> float | None:
+    """A score for JSON: rounded to 4 places, None when not finite (nothing was read)."""
+    return round(value, 4) if math.isfinite(value) else None
 
 
 @dataclass
@@ -60,6 +72,9 @@ class QueryResult:
     hit_rank: int | None
     passage_rank: int | None
     latency_ms: dict[str, float]
+    short_answer: ShortAnswer | None = None
+    # The reader's best margin over "no answer here" (-inf: nothing was read).
+    answerability: float = NOT_READ
 
     def outcome(self) -> Outcome:
         """The metric-level view of this result."""
@@ -74,6 +89,9 @@ class QueryResult:
             cited_texts=tuple(c.text for c in self.citations),
             retrieve_ms=self.latency_ms["retrieve"],
             answer_ms=self.latency_ms["answer"],
+            kind=self.query.kind,
+            short_answer=self.short_answer.text if self.short_answer else None,
+            answerability=self.answerability,
         )
 
     @property
@@ -98,6 +116,7 @@ class QueryResult:
             "passage_rank": self.passage_rank,
             "abstained": self.abstained,
             "answer_correct": self.answer_correct,
+            "answerability": json_score(self.answerability),
         }
 
     def to_dict(self) -> dict:
@@ -121,6 +140,9 @@ class QueryResult:
             "passage_rank": self.passage_rank,
             "f1": None if scores["f1"] is None else round(scores["f1"], 4),
             "mode": self.mode,
+            "kind": self.query.kind,
+            "short_answer": self.short_answer.to_dict() if self.short_answer else None,
+            "answerability": json_score(self.answerability),
         }
 
 
@@ -195,6 +217,8 @@ def ask_query(pipeline: Pipeline, query: Query, *, method: str) -> QueryResult:
             "retrieve": float(answer.timings_ms["retrieve"]),
             "answer": float(answer.timings_ms["answer"]),
         },
+        short_answer=answer.short_answer,
+        answerability=answer.answerability,
     )
 
 
@@ -237,6 +261,9 @@ def describe_config(config: Config, pipeline: Pipeline, *, methods: Sequence[str
         "rrf_k": config.rrf_k,
         "min_evidence": config.min_evidence,
         "answer_sentences": config.answer_sentences,
+        "reader": config.reader,
+        "reader_passages": config.reader_passages,
+        "min_answerability": config.min_answerability,
         "mode": pipeline.mode,
     }
 

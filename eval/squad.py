@@ -1,7 +1,9 @@
 """SQuAD v1.1 dev as a benchmark at size: a corpus of paragraphs, a query set, the runner.
 
     python -m eval.squad [PATH] [--compare] [--limit N --seed S] [--index DIR]
-                         [--json OUT] [--report OUT.md] [--data DIR]
+                         [--json OUT] [--report OUT.md] [--data DIR] [--articles WHICH]
+    python -m eval.squad --reader-only [--limit N --seed S]    # the reader on gold paragraphs
+    python -m eval.squad --abstention [--abstention-seed S]    # see eval/squad_abstention.py
 
 PATH defaults to ../shared/data/squad-dev-v1.1.json beside the repository. The file becomes
   <data>/corpus/<nn>_<Article_Title>/<ppp>.txt   one document per paragraph (2,067 files)
@@ -16,6 +18,12 @@ The runner then scores a seeded sample (`--limit N --seed S`, default all questi
 this command adds SQuAD exact match and F1 of the answer text, computed as the official v1.1
 script does (per question the best over the gold answers, averaged, as percentages), and the
 reference pipeline's hit@1/5/20 beside ours.
+
+Questions are those of the articles the reader was not trained on (`--articles held-out`,
+the default; eval/reader_split.json); the index holds every paragraph of all 48 articles, so
+the training articles' paragraphs are distractors. EM and F1 of the short answer (the
+reader's span) are the figures to compare with SQuAD systems; EM and F1 of the answer text
+(whole sentences) are reported beside them.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from eval.queries import Query, query_to_dict
+from eval.queries import Query, query_to_dict, select_queries
 from eval.report import markdown_table, text_table
 from rag.logs import error_line
 
@@ -152,6 +160,55 @@ def prepare(squad_path: Path, data_dir: Path) -> tuple[Path, Path, list[Query]]:
     return corpus_dir, queries_path, queries
 
 
+def article_folders(data: Mapping, titles: set[str]) -> set[str]:
+    """Corpus folder names ("24_Title") of the titled articles."""
+    return {
+        f"{pos:02d}_{slug(str(article.get('title', 'article')))}"
+        for pos, article in enumerate(data["data"])
+        if article.get("title") in titles
+    }
+
+
+def select_articles(
+    data: Mapping, queries: list[Query], which: str
+) -> tuple[list[Query], set[str]]:
+    """The questions of the held-out, training or all articles, and those articles' folders."""
+    from eval.train_reader import load_split
+
+    if which == "all":
+        titles = {str(a.get("title")) for a in data["data"]}
+    else:
+        titles = set(load_split()["held_out" if which == "held-out" else "train"])
+    folders = article_folders(data, titles)
+    return [q for q in queries if q.sources[0].split("/")[0] in folders], folders
+
+
+def read_gold(queries: list[Query], paragraphs: list[Paragraph], *, progress: bool) -> dict:
+    """The reader alone on each question's gold paragraph: EM, F1 and its no-answer rate."""
+    from tqdm import tqdm
+
+    from eval.metrics import best_over_golds, exact_match, token_f1
+    from rag.config import Config
+    from rag.pipeline import shared_reader
+
+    reader = shared_reader()
+    threshold = Config().min_answerability
+    text_of = {p.source: p.text for p in paragraphs}
+    em = f1 = no_answer = 0.0
+    for query in tqdm(queries, desc="reading", unit="q", disable=not progress):
+        reading = reader.read_one(query.question, text_of[query.sources[0]])
+        em += best_over_golds(exact_match, reading.text, query.answers)
+        f1 += best_over_golds(token_f1, reading.text, query.answers)
+        no_answer += reading.margin < threshold
+    n = max(1, len(queries))
+    return {
+        "questions": len(queries),
+        "exact_match": round(100 * em / n, 2),
+        "f1": round(100 * f1 / n, 2),
+        "no_answer_rate": round(no_answer / n, 4),
+    }
+
+
 def squad_scores(metrics: Mapping) -> dict[str, float | None]:
     """Official-style SQuAD figures (percent) from a run's exact_match and f1."""
     return {
@@ -204,6 +261,37 @@ def comparison_text(metrics_by_method: Mapping[str, Mapping]) -> str:
     return text_table(COMPARISON_HEADER, comparison_rows(metrics_by_method))
 
 
+def _load(path: Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"SQuAD file not found: {path}") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON: {exc}") from None
+
+
+def _abstention(args, data: dict, paragraphs, queries, held_out: set[str]) -> None:
+    from eval.squad_abstention import run_abstention, write_outputs
+    from eval.train_reader import load_split
+
+    queries = select_queries(queries, limit=args.limit, seed=args.seed)
+    cases, summary, settings = run_abstention(
+        paragraphs, queries, held_out=held_out,
+        fixed=sorted(article_folders(data, set(load_split()["abstention_indexed"]))),
+        seed=args.abstention_seed, data_dir=args.data,
+        embedding_backend=args.embedding_backend, progress=not args.quiet,
+    )  # fmt: skip
+    write_outputs(cases, summary, settings, json_path=args.json, report_path=args.report)
+    lo_r, hi_r = summary["abstain_recall_ci95"]
+    lo_f, hi_f = summary["false_abstention_ci95"]
+    sys.stdout.write(
+        f"split {settings['split']}: abstain recall {summary['abstain_recall']:.3f} "
+        f"[{lo_r:.3f}, {hi_r:.3f}] on {summary['questions_absent']} questions; "
+        f"false abstention {summary['false_abstention']:.3f} [{lo_f:.3f}, {hi_f:.3f}] on "
+        f"{summary['questions_indexed']}; indexed hit@5 {summary['indexed_hit@5']:.3f}\n"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m eval.squad`."""
     from eval.__main__ import add_run_options, run_and_write, setup_logging
@@ -216,22 +304,47 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--data", type=Path, default=Path("data/squad"), help="corpus + queries folder"
     )
+    parser.add_argument(
+        "--articles", choices=("held-out", "train", "all"), default="held-out",
+        help="whose questions: the articles the reader was not trained on (default)",
+    )  # fmt: skip
+    parser.add_argument("--reader-only", action="store_true", help="the reader on gold paragraphs")
+    parser.add_argument(
+        "--abstention", action="store_true", help="questions about articles left out of the index"
+    )
+    parser.add_argument("--abstention-seed", type=int, help="another split than the fixed one")
     add_run_options(parser)
     parser.set_defaults(index="data/squad-index")
     args = parser.parse_args(argv)
     setup_logging(args)
     try:
+        data = _load(args.path)
         corpus_dir, queries_path, queries = prepare(args.path, args.data)
+        paragraphs, _ = parse_squad(data)
+        chosen, folders = select_articles(data, queries, args.articles)
+        if args.abstention:
+            _abstention(args, data, paragraphs, queries, folders)
+            return 0
+        if args.reader_only:
+            result = read_gold(
+                select_queries(chosen, limit=args.limit, seed=args.seed), paragraphs,
+                progress=not args.quiet,
+            )  # fmt: skip
+            sys.stdout.write(json.dumps({"articles": args.articles, **result}) + "\n")
+            return 0
         run = run_and_write(
             args,
-            queries,
+            chosen,
             corpus_dir=corpus_dir,
             index_dir=Path(args.index),
-            extra_config={"queries_file": str(queries_path), "squad_file": str(args.path)},
+            extra_config={
+                "queries_file": str(queries_path), "squad_file": str(args.path),
+                "articles": args.articles,
+            },
             title="SQuAD v1.1 dev benchmark",
             extra_markdown=lambda r: comparison_markdown(r.metrics_by_method()),
             reference=REFERENCE,
-        )
+        )  # fmt: skip
     except (ValueError, IndexLoadError, ImportError, OSError) as exc:
         sys.stderr.write(f"error: {error_line(exc)}\n")
         return 2

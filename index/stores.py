@@ -47,6 +47,9 @@ _IDEOGRAPHS = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0
 _FOLDED = ((0x0000, 0x08FF), (0x1E00, 0x1FFF))
 _LATIN = ((0x0000, 0x024F), (0x1E00, 0x1EFF))
 _TATWEEL = "\u0640"  # Arabic elongation: typography, not spelling
+# A filtered dense search over at most this many rows runs exactly in numpy (1.5 MB per 1,000
+# rows of 384 floats is copied); above, FAISS searches its own index through an ID selector.
+EXACT_SUBSET_ROWS = 20_000
 
 
 class VectorStore(Protocol):
@@ -54,8 +57,10 @@ class VectorStore(Protocol):
 
     size: int
 
-    def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (ids, scores) for one query vector, best first."""
+    def search(
+        self, query: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (ids, scores) for one query vector, best first; only `allowed` rows if given."""
         ...
 
     def score(self, query: np.ndarray, ids: np.ndarray) -> np.ndarray:
@@ -72,8 +77,10 @@ class LexicalStore(Protocol):
 
     size: int
 
-    def search(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (ids, scores) for a query string, best first; empty when no term matches."""
+    def search(
+        self, query: str, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (ids, scores) for a query string, best first; only `allowed` rows if given."""
         ...
 
     def score(self, query: str, ids: np.ndarray) -> np.ndarray:
@@ -149,11 +156,34 @@ class FaissVectorStore:
         store.vectors = _stored_vectors(index)
         return store
 
-    def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (ids, scores) for one query vector, best first."""
+    def search(
+        self, query: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (ids, scores) for one query vector, best first; only `allowed` rows if given.
+
+        A small allowed set is searched exactly with numpy (an HNSW graph walk restricted to
+        a few rows misses most of them); a large one inside FAISS through an ID selector.
+        """
         if self.size == 0 or k <= 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        scores, ids = self.index.search(query.reshape(1, -1).astype(np.float32), min(k, self.size))
+        query = query.reshape(1, -1).astype(np.float32)
+        if allowed is None:
+            scores, ids = self.index.search(query, min(k, self.size))
+            keep = ids[0] >= 0
+            return ids[0][keep], scores[0][keep]
+        allowed = np.asarray(allowed, dtype=np.int64)
+        if len(allowed) == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        if len(allowed) <= EXACT_SUBSET_ROWS:
+            return _top_k(allowed, self.vectors[allowed] @ query[0], k)
+        import faiss
+
+        selector = faiss.IDSelectorBatch(allowed)  # referenced until the search returns
+        if self.kind == "hnsw":
+            params = faiss.SearchParametersHNSW(sel=selector, efSearch=self.index.hnsw.efSearch)
+        else:
+            params = faiss.SearchParameters(sel=selector)
+        scores, ids = self.index.search(query, min(k, len(allowed)), params=params)
         keep = ids[0] >= 0
         return ids[0][keep], scores[0][keep]
 
@@ -169,6 +199,19 @@ class FaissVectorStore:
 
         faiss.write_index(self.index, str(Path(folder) / self.index_file))
         return [self.index_file]
+
+
+def _top_k(ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k best (ids, scores) of parallel arrays, best first (ties: the lower row first)."""
+    if len(ids) == 0 or k <= 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    if k < len(ids):  # every row tied with the k-th stays a candidate: ties go by row
+        kth = scores[np.argpartition(-scores, k - 1)[k - 1]]
+        top = np.flatnonzero(scores >= kth)
+    else:
+        top = np.arange(len(ids))
+    top = top[np.lexsort((ids[top], -scores[top]))][:k]
+    return ids[top].astype(np.int64), scores[top].astype(np.float32)
 
 
 def _single_thread_search() -> None:
@@ -376,11 +419,21 @@ class BM25Store:
         self._last = (query, scores)
         return scores
 
-    def search(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (ids, scores) for a query string, best first; empty when no term matches."""
+    def search(
+        self, query: str, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (ids, scores) for a query string, best first; only `allowed` rows if given.
+
+        Empty when no term matches (in the allowed rows).
+        """
         scores = self._all_scores(query)
         if scores is None or k <= 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        if allowed is not None:
+            allowed = np.asarray(allowed, dtype=np.int64)
+            ids, top = _top_k(allowed, scores[allowed], k)
+            keep = top > 0
+            return ids[keep], top[keep].astype(np.float32)
         k = min(k, len(scores))
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top], kind="stable")]

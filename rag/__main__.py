@@ -1,16 +1,22 @@
 """Command line: build the index and ask questions.
 
     python -m rag index [--corpus DIR] [--index DIR] [--rebuild]
+    python -m rag index --collection NAME [--corpus DIR]   # creates NAME when --corpus is new
     python -m rag ask "QUESTION" [--corpus DIR] [--index DIR] [--json] [--stream]
                      [--history Q ...] [--model FILE.gguf] [--n-ctx N] [--threads N]
+                     [--collection NAME] [--file PATH ...] [--folder DIR ...]
+    python -m rag collections                              # name, corpus folder, documents
 
-Environment (read here only): RAG_CORPUS, RAG_INDEX, RAG_MODEL. Without --model or RAG_MODEL
-the first *.gguf in models/ is used; with none, answers are extractive.
+Environment (read here only): RAG_CORPUS, RAG_INDEX, RAG_MODEL, RAG_DATA (the folder holding
+collections/, default data/). Without --model or RAG_MODEL the first *.gguf in models/ is used;
+with none, answers are extractive. Without --collection the corpus and index are those of
+--corpus/--index (or their defaults), as before collections existed.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -19,16 +25,35 @@ from pathlib import Path
 
 from index import IndexConfig, IndexLoadError, OnnxExportError, update_index
 from index.config import DEFAULT_EMBEDDING_BACKEND, EMBEDDING_BACKENDS
+from rag.collections import (
+    Collection,
+    config_for,
+    create_or_update,
+    document_count,
+    find_collection,
+    get_collection,
+    list_collections,
+)
 from rag.config import Config
 from rag.llm import find_model
 from rag.logs import configure_logging, error_line
-from rag.pipeline import Answer, Final, open_pipeline, prepare_question
+from rag.pipeline import Answer, Citation, Final, open_pipeline, prepare_question
+from rag.retrieve import SourceFilter
 
 logger = logging.getLogger("rag")
 
 
-def build_config(args: argparse.Namespace) -> Config:
-    """Config from CLI flags, falling back to environment variables, then defaults."""
+def data_dir(args: argparse.Namespace) -> Path:
+    """The data folder holding collections/: --data-dir, else RAG_DATA, else data/."""
+    return Path(getattr(args, "data_dir", None) or os.environ.get("RAG_DATA") or "data")
+
+
+def build_config(args: argparse.Namespace, collection: Collection | None = None) -> Config:
+    """Config from CLI flags, falling back to environment variables, then defaults.
+
+    With a collection, its folders and settings replace --corpus/--index and the defaults;
+    flags still override its settings.
+    """
     corpus = args.corpus or os.environ.get("RAG_CORPUS") or "corpus"
     index_dir = args.index or os.environ.get("RAG_INDEX") or "data/index"
     extra = {}
@@ -45,27 +70,151 @@ def build_config(args: argparse.Namespace) -> Config:
         extra["max_answer_tokens"] = args.max_tokens
     backend = args.embedding_backend or os.environ.get("RAG_EMBEDDING_BACKEND")
     backend = backend or DEFAULT_EMBEDDING_BACKEND
+    if collection is not None:
+        base = Config(index=IndexConfig(embedding_backend=backend))
+        return dataclasses.replace(config_for(collection, base), **extra)
     index = IndexConfig(
         corpus_dir=Path(corpus), index_dir=Path(index_dir), embedding_backend=backend
     )
     return Config(index=index, **extra)
 
 
-def _print_answer(answer: Answer, out) -> None:
+def _check_collection_flags(args: argparse.Namespace, *, corpus_allowed: bool) -> None:
+    """ValueError for flags that a collection's own folders replace."""
+    if args.index:
+        raise ValueError("--index cannot be used with --collection: a collection has its own index")
+    if args.corpus and not corpus_allowed:
+        raise ValueError(
+            "--corpus cannot be used with --collection here; change a collection's corpus "
+            "folder with: python -m rag index --collection NAME --corpus DIR"
+        )
+
+
+def _indexed_collection(args: argparse.Namespace) -> Collection:
+    """The collection `rag index --collection` works on, created or changed by --corpus."""
+    _check_collection_flags(args, corpus_allowed=True)
+    data = data_dir(args)
+    name = args.collection
+    before = find_collection(data, name)
+    if before is None and not args.corpus:
+        known = ", ".join(c.name for c in list_collections(data))
+        raise ValueError(
+            f"unknown collection {name!r} (known: {known}); create it with: "
+            f"python -m rag index --collection {name} --corpus DIR"
+        )
+    if not args.corpus:
+        sys.stdout.write(f"collection {name}: corpus {before.corpus_dir}\n")
+        return before
+    new = Path(args.corpus).expanduser()
+    if before is not None and new.resolve() == before.corpus_dir.expanduser().resolve():
+        sys.stdout.write(f"collection {name}: corpus {before.corpus_dir} (unchanged)\n")
+        return before
+    after = create_or_update(data, name, corpus_dir=new)
+    if before is None:
+        sys.stdout.write(
+            f"collection {name}: created (corpus {after.corpus_dir}, index {after.index_dir})\n"
+        )
+    else:
+        sys.stdout.write(
+            f"collection {name}: corpus changed from {before.corpus_dir} to {after.corpus_dir}; "
+            "documents of the old folder leave its index\n"
+        )
+    return after
+
+
+def _asked_collection(args: argparse.Namespace) -> Collection | None:
+    """The collection `rag ask --collection` asks (None without the flag)."""
+    if not args.collection:
+        return None
+    _check_collection_flags(args, corpus_allowed=False)
+    return get_collection(data_dir(args), args.collection)
+
+
+def source_filter(args: argparse.Namespace) -> SourceFilter | None:
+    """The --file/--folder limits of `rag ask`, or None when there are none."""
+    files, folders = tuple(args.file or ()), tuple(args.folder or ())
+    return SourceFilter(files=files, folders=folders) if files or folders else None
+
+
+def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted, non-empty spans with overlapping ones joined."""
+    out: list[tuple[int, int]] = []
+    for s, e in sorted(sp for sp in spans if sp[1] > sp[0]):
+        if out and s <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], e))
+        else:
+            out.append((s, e))
+    return out
+
+
+def cited_preview(c: Citation, *, limit: int = 300) -> str:
+    """The sentences c was cited for (ellipses between gaps); else its first `limit` chars."""
+    spans = _merged([(max(s, c.start), min(e, c.end)) for s, e in c.highlights])
+    parts, last = [], None
+    for s, e in spans:
+        text = " ".join(c.text[s - c.start : e - c.start].split())
+        if not text:
+            continue
+        if parts:
+            parts.append(" " if not c.text[last - c.start : s - c.start].strip() else " … ")
+        parts.append(text)
+        last = e
+    if parts:
+        return "".join(parts)
+    text = " ".join(c.text.split())
+    return text if len(text) <= limit else text[:limit].rstrip() + "…"
+
+
+def mode_text(answer: Answer, *, llm_configured: bool) -> str:
+    """The mode and why it is what it is: 'extractive (LLM answer rejected: ...)'."""
+    if answer.mode_detail:
+        return f"{answer.mode} ({answer.mode_detail})"
+    if answer.mode == "extractive" and not llm_configured:
+        return "extractive (no LLM model in use)"
+    return answer.mode
+
+
+def verification_line(answer: Answer) -> str:
+    """What verification made of the streamed text ('' when there is nothing to say)."""
+    if answer.mode == "extractive" and "generate" in answer.timings_ms:  # the model's text
+        why = answer.mode_detail.removeprefix("LLM answer rejected: ")
+        because = f" ({why})" if why else ""
+        return f"[verification rejected the model's answer{because}; extractive answer:]"
+    if answer.mode_detail:
+        return f"[{answer.mode_detail}]"
+    if answer.abstained:
+        return ""
+    unsupported = sum(not s.supported for s in answer.sentences)
+    if unsupported:
+        return f"[verification: {unsupported} unsupported sentence(s)]"
+    return "[verification: every sentence is supported by its citation]"
+
+
+def _source_line(c: Citation) -> str:
+    """'[1] Title (file, date, p. 4, OCR, chars 10-90)'."""
+    date = f", {c.date}" if c.date else ""
+    where = f", {c.locator}" if c.locator else ""
+    ocr = ", OCR" if c.ocr else ""
+    return f"[{c.n}] {c.title} ({c.source}{date}{where}{ocr}, chars {c.start}-{c.end})"
+
+
+def _print_answer(answer: Answer, out, *, llm_configured: bool) -> None:
+    """Short answer, cited sentences, sources with what they were cited for, then the mode."""
+    short = answer.short_answer
+    if short is not None:
+        out.write(f"Answer: {' '.join(short.text.split())} [{short.citation}]\n\n")
     out.write(answer.answer + "\n\n")
     for c in answer.citations:
-        date = f", {c.date}" if c.date else ""
-        where = f", {c.locator}" if c.locator else ""
-        ocr = ", OCR" if c.ocr else ""
-        out.write(f"[{c.n}] {c.title} ({c.source}{date}{where}{ocr}, chars {c.start}-{c.end})\n")
-        out.write("    " + " ".join(c.text.split())[:400] + "\n")
-    mode = answer.mode if answer.mode != "extractive" else "extractive (no LLM model in use)"
+        out.write(_source_line(c) + "\n    " + cited_preview(c) + "\n")
+    mode = mode_text(answer, llm_configured=llm_configured)
     t = answer.timings_ms
     out.write(f"\nmode: {mode}; retrieve {t['retrieve']:.0f} ms, answer {t['answer']:.0f} ms\n")
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    config = build_config(args)
+    """`rag index`: build or update the index and say what changed."""
+    collection = _indexed_collection(args) if args.collection else None
+    config = build_config(args, collection)
     report = update_index(config.index, rebuild=args.rebuild, progress=not args.quiet)
     for name, items in (
         ("added", report.added),
@@ -86,9 +235,12 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    config = build_config(args)
+    """`rag ask`: answer one question, as text (optionally streamed) or as JSON."""
+    config = build_config(args, _asked_collection(args))
     question = " ".join(args.question)
     prepare_question(question, max_chars=config.max_question_chars)  # fail fast, before loading
+    where = source_filter(args)
+    limits = {"where": where} if where is not None else {}
     pipeline = open_pipeline(config, progress=not args.quiet)
     if pipeline.mode == "llm":
         logger.info("mode: llm (%s)", pipeline.model_name)
@@ -96,7 +248,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
         logger.info("mode: extractive (no LLM model: use --model, RAG_MODEL or models/*.gguf)")
     answer = None
     streamed = False
-    for event in pipeline.stream(question, history=args.history or []):
+    for event in pipeline.stream(question, history=args.history or [], **limits):
         if isinstance(event, Final):
             answer = event.answer
         elif args.stream and not args.json:
@@ -109,15 +261,23 @@ def cmd_ask(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(answer.to_dict(), ensure_ascii=False) + "\n")
         return 0
     if streamed:
-        sys.stdout.write("\n\n")
-        unsupported = [s.text for s in answer.sentences if not s.supported]
-        if answer.mode == "extractive" and pipeline.mode == "llm":
-            sys.stdout.write("[verification rejected the model's answer; extractive answer:]\n")
-        elif unsupported:
-            sys.stdout.write(f"[verification: {len(unsupported)} unsupported sentence(s)]\n")
-        else:
-            sys.stdout.write("[verification: every sentence is supported by its citation]\n")
-    _print_answer(answer, sys.stdout)
+        line = verification_line(answer)
+        sys.stdout.write("\n\n" + (line + "\n\n" if line else ""))
+    _print_answer(answer, sys.stdout, llm_configured=pipeline.mode == "llm")
+    return 0
+
+
+def cmd_collections(args: argparse.Namespace) -> int:
+    """`rag collections`: each collection's name, corpus folder and documents indexed."""
+    rows = []
+    for c in list_collections(data_dir(args)):
+        count = document_count(c)
+        documents = "not indexed" if count is None else f"{count} document{'s' * (count != 1)}"
+        missing = "" if Path(c.corpus_dir).is_dir() else " (corpus folder missing)"
+        rows.append((c.name, f"{c.corpus_dir}{missing}", documents))
+    widths = [max(len(r[i]) for r in rows) for i in range(2)]
+    for name, corpus, documents in rows:
+        sys.stdout.write(f"{name:{widths[0]}}  {corpus:{widths[1]}}  {documents}\n")
     return 0
 
 
@@ -132,6 +292,12 @@ def main(argv: list[str] | None = None) -> int:
         "--embedding-backend",
         choices=EMBEDDING_BACKENDS,
         help="onnx-int8 (default, fastest), onnx or torch; env RAG_EMBEDDING_BACKEND",
+    )
+    common.add_argument(
+        "--collection", help="a named collection (see `collections`): its corpus and index"
+    )
+    common.add_argument(
+        "--data-dir", help="folder holding collections/ (default data/, env RAG_DATA)"
     )
     common.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -149,7 +315,20 @@ def main(argv: list[str] | None = None) -> int:
     p_ask.add_argument("--n-ctx", type=int, default=4096, help="LLM context size in tokens")
     p_ask.add_argument("--threads", type=int, help="LLM threads (default: physical cores)")
     p_ask.add_argument("--max-tokens", type=int, default=384, help="LLM answer budget")
+    p_ask.add_argument(
+        "--file", action="append", help="use only this document (corpus-relative; repeatable)"
+    )
+    p_ask.add_argument(
+        "--folder", action="append", help="use only documents below this corpus folder"
+    )
     p_ask.set_defaults(func=cmd_ask)
+    p_list = sub.add_parser("collections", help="list the collections")
+    p_list.add_argument(
+        "--data-dir", help="folder holding collections/ (default data/, env RAG_DATA)"
+    )
+    p_list.add_argument("-q", "--quiet", action="store_true", help="no log lines")
+    p_list.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p_list.set_defaults(func=cmd_collections)
     args = parser.parse_args(argv)
     configure_logging(
         logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO

@@ -50,6 +50,17 @@ class Config:
     # terms has its BM25 rank, evidence and sentence scores damped by (limit / share)^4; 0
     # turns it off. Measured: no SQuAD dev gold paragraph goes above 0.43.
     stuffing_limit: float = 0.45
+    # The reader (rag/reader.py) reads this many of the best passages for the exact answer
+    # span; its best margin over "no answer here" below min_answerability means the documents
+    # do not answer (see rag/reading.py for the calibration). reader=False: no short answers.
+    reader: bool = True
+    reader_passages: int = 3
+    # Stop reading passages once one's span beats "no answer" by this much (latency).
+    reader_stop_margin: float = 8.0
+    # -7.0 keeps false abstention on eval/queries/corpus.jsonl under 0.05 (0.048); a higher
+    # threshold catches more unanswerable SQuAD questions but withholds news answers (the
+    # reader, trained on Wikipedia, is less sure on news and forum text): see rag/reading.py.
+    min_answerability: float = -7.0
     # Local LLM (GGUF through llama-cpp-python); None means extractive answers.
     model_path: Path | None = None
     n_ctx: int = 4096
@@ -73,6 +84,14 @@ class Config:
             raise ValueError(f"max_question_chars must be >= 10, got {self.max_question_chars}")
         if not 1 <= self.answer_sentences <= 10:
             raise ValueError(f"answer_sentences must be in [1, 10], got {self.answer_sentences}")
+        if not 1 <= self.reader_passages <= self.top_k:
+            raise ValueError(
+                f"reader_passages must be in [1, top_k={self.top_k}], got {self.reader_passages}"
+            )
+        if not -50.0 <= self.min_answerability <= 50.0:
+            raise ValueError(
+                f"min_answerability must be in [-50, 50], got {self.min_answerability}"
+            )
         if not 0.0 <= self.min_coverage_non_latin <= 1.0:
             raise ValueError(
                 f"min_coverage_non_latin must be in [0, 1], got {self.min_coverage_non_latin}"

@@ -9,11 +9,13 @@ answer first uses them, and each points to an exact span of a document.
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from index import (
     CorpusIndex,
@@ -36,7 +38,19 @@ from rag.followup import needs_context, standalone_query
 from rag.generate import LlmOutcome, condense_question, renumber, stream_llm_answer
 from rag.injection import passage_flag
 from rag.llm import ChatModel, ModelSlot
-from rag.retrieve import Hit, Retriever
+from rag.reader import Reader
+from rag.reading import (
+    NOT_READ,
+    PassageReading,
+    ShortAnswer,
+    answerability,
+    best_reading,
+    lead_with_span,
+    read_passages,
+    short_answer_for,
+    span_sentence,
+)
+from rag.retrieve import Hit, Retriever, SourceFilter
 from rag.verify import CheckedSentence
 
 logger = logging.getLogger(__name__)
@@ -96,6 +110,12 @@ class Answer:
     stages_ms: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     sentences: list[CheckedSentence] = field(default_factory=list)
+    # The exact span that answers (None: abstained, or a why/how question).
+    short_answer: ShortAnswer | None = None
+    # The reader's best margin over "no answer here" (-inf: nothing was read).
+    answerability: float = NOT_READ
+    # Why the mode is what it is when an LLM is configured ("LLM answer rejected: ...").
+    mode_detail: str = ""
 
     def to_dict(self) -> dict:
         """The JSON form of `python -m rag ask --json`."""
@@ -103,6 +123,11 @@ class Answer:
             "answer": self.answer,
             "abstained": self.abstained,
             "mode": self.mode,
+            "mode_detail": self.mode_detail,
+            "short_answer": self.short_answer.to_dict() if self.short_answer else None,
+            "answerability": (
+                round(self.answerability, 3) if self.answerability != NOT_READ else None
+            ),
             "citations": [c.to_dict() for c in self.citations],
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
             "sentences": [
@@ -132,11 +157,16 @@ class Final:
 StreamEvent = Token | Final
 
 
+_TERMINAL_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
 def prepare_question(question: str, *, max_chars: int) -> tuple[str, list[str]]:
     """Validate and trim a question; over-long ones are cut with a warning."""
     if not isinstance(question, str):
         raise ValueError("the question must be text")
-    # Control characters carry no meaning for retrieval and can upset terminals.
+    # Control characters carry no meaning for retrieval and can upset terminals; a terminal
+    # escape sequence ("\x1b[31m") goes whole, or its "[31m" would read as a number.
+    question = _TERMINAL_ESCAPE.sub(lambda m: " " * len(m.group()), question)
     cleaned = "".join(ch if ch.isprintable() or ch in "\n\t" else " " for ch in question).strip()
     if not cleaned:
         raise ValueError("the question is empty")
@@ -209,6 +239,12 @@ def llm_citations(
     return text, sentences, citations
 
 
+@functools.cache
+def shared_reader() -> Reader:
+    """The reader, loaded once per process (every Pipeline shares its ONNX session)."""
+    return Reader()
+
+
 class Pipeline:
     """A loaded index, the embedder and the answerer; safe to share between threads."""
 
@@ -227,6 +263,7 @@ class Pipeline:
         self.model_slot = ModelSlot(
             config.model_path, n_ctx=config.n_ctx, n_threads=config.n_threads
         )
+        self.reader = shared_reader() if config.reader else None
         self.retriever = self._load()
 
     def _load(self) -> Retriever:
@@ -306,10 +343,15 @@ class Pipeline:
         return True
 
     def ask(
-        self, question: str, *, history: Sequence[str] = (), method: str | None = None
+        self,
+        question: str,
+        *,
+        history: Sequence[str] = (),
+        method: str | None = None,
+        where: SourceFilter | None = None,
     ) -> Answer:
         """Answer a question (with earlier questions of the chat) from the corpus."""
-        for event in self.stream(question, history=history, method=method):
+        for event in self.stream(question, history=history, method=method, where=where):
             if isinstance(event, Final):
                 return event.answer
         raise RuntimeError("the answer stream ended without a final answer")
@@ -331,8 +373,75 @@ class Pipeline:
             return True
         return False
 
+    def _read(self, query: str, passages: Sequence[Hit]) -> list[PassageReading]:
+        """The reader's spans in the best passages (none without a reader)."""
+        if self.reader is None or not passages:
+            return []
+        return read_passages(
+            self.reader, query, passages[: self.config.reader_passages],
+            stop_at=self.config.reader_stop_margin,
+        )  # fmt: skip
+
+    def _check_llm_support(
+        self,
+        query: str,
+        readings: list[PassageReading],
+        citations: Sequence[Citation],
+        sentences: list[CheckedSentence],
+        passages: Sequence[Hit],
+        warnings: list[str],
+    ) -> list[CheckedSentence]:
+        """Mark unsupported the LLM sentences whose cited passages hold no answer span."""
+        if self.reader is None:
+            return sentences
+        read = {(r.hit.chunk.source, r.hit.chunk.start) for r in readings}
+        unread = [
+            h for h in passages if (h.chunk.source, h.chunk.start) not in read
+            and any((c.source, c.start) == (h.chunk.source, h.chunk.start) for c in citations)
+        ]  # fmt: skip
+        readings += read_passages(self.reader, query, unread)
+        margins = {(r.hit.chunk.source, r.hit.chunk.start): r.margin for r in readings}
+        holds = {
+            c.n for c in citations
+            if margins.get((c.source, c.start), NOT_READ) >= self.config.min_answerability
+        }  # fmt: skip
+        checked = [
+            replace(s, supported=s.supported and any(n in holds for n in s.citations))
+            for s in sentences
+        ]
+        if any(not s.supported for s in checked) and all(s.supported for s in sentences):
+            warnings.append("some sentences are not supported by the passages they cite")
+        return checked
+
+    def _extractive(
+        self, query: str, passages: Sequence[Hit], readings: Sequence[PassageReading]
+    ) -> tuple[str, list[Citation], list[CheckedSentence]]:
+        """The sentences that answer, the one holding the reader's span first."""
+        lexical = self.retriever.index.lexical
+        picked = pick_sentences(
+            query,
+            passages,
+            lexical,
+            max_sentences=self.config.answer_sentences,
+            stuffing_limit=self.config.stuffing_limit,
+        )
+        best = best_reading(readings)
+        lead = (
+            span_sentence(best) if best and best.margin >= self.config.min_answerability else None
+        )
+        if lead is not None:
+            picked = lead_with_span(picked, lead, max_sentences=self.config.answer_sentences)
+        if not picked:
+            return ABSTAIN_SENTENCE, [], []
+        return number_citations(picked)
+
     def stream(
-        self, question: str, *, history: Sequence[str] = (), method: str | None = None
+        self,
+        question: str,
+        *,
+        history: Sequence[str] = (),
+        method: str | None = None,
+        where: SourceFilter | None = None,
     ) -> Iterator[StreamEvent]:
         """Yield Token events (answer text as produced), then one Final with the Answer.
 
@@ -353,20 +462,30 @@ class Pipeline:
         retriever = self.retriever
         lexical = retriever.index.lexical
         t0 = time.perf_counter()
-        stuffing = self.config.stuffing_limit
         result = retriever.retrieve(
             query,
             top_k=self.config.report_depth,
             method=method or self.config.retrieval,
-            stuffing_limit=stuffing,
+            stuffing_limit=self.config.stuffing_limit,
+            where=where,
         )
         passages = result.hits[: self.config.top_k]
         t1 = time.perf_counter()
         weak = self._too_weak(query, passages, lexical, warnings)
+        # MiniLM reads English only: a question in another script is judged by the checks above.
+        read = self.reader is not None and not weak and not is_non_latin(query)
+        readings = self._read(query, passages) if read else []
+        score = answerability(readings)
+        if read and score < self.config.min_answerability:
+            weak = True
+        t_read = time.perf_counter()
         timings: dict[str, float] = {}
-        stages = dict(result.timings_ms)
+        stages = {**result.timings_ms, "read": (t_read - t1) * 1000}
         mode, text, citations, sentences = "extractive", ABSTAIN_SENTENCE, [], []
+        detail = ""
         outcome: LlmOutcome | None = None
+        if model is not None and weak:
+            detail = "LLM not called: the passages do not answer the question"
         if model is not None and not weak:
             for item in stream_llm_answer(
                 model=model, question=query, hits=passages,
@@ -383,20 +502,22 @@ class Pipeline:
             stages.update({k: outcome.timings_ms[k] for k in ("prompt_build", "verify")})
             if outcome.problem:
                 warnings.append(f"LLM answer replaced by the extractive answer: {outcome.problem}")
+                detail = f"LLM answer rejected: {outcome.problem}"
             else:
                 mode = "llm"
                 if not outcome.abstained:
                     text, sentences, citations = llm_citations(outcome, lexical, warnings)
+                    sentences = self._check_llm_support(
+                        query, readings, citations, sentences, passages, warnings
+                    )
         if mode == "extractive" and not weak:
-            picked = pick_sentences(
-                query,
-                passages,
-                lexical,
-                max_sentences=self.config.answer_sentences,
-                stuffing_limit=stuffing,
-            )
-            if picked:
-                text, citations, sentences = number_citations(picked)
+            text, citations, sentences = self._extractive(query, passages, readings)
+        short = None
+        if citations and readings:
+            short = short_answer_for(
+                query, readings, citations,
+                min_margin=self.config.min_answerability, within_highlights=mode == "extractive",
+            )  # fmt: skip
         t2 = time.perf_counter()
         if outcome is None:
             for i, word in enumerate(text.split(" ")):
@@ -414,6 +535,9 @@ class Pipeline:
                 warnings=warnings,
                 stages_ms=stages,
                 sentences=sentences,
+                short_answer=short,
+                answerability=score,
+                mode_detail=detail,
             )
         )
 

@@ -4,6 +4,8 @@
 
 Each hit keeps both engines' scores and ranks beside its fused rank. Near-duplicate passages
 (the same paragraph quoted by two documents) are collapsed so they cannot crowd others out.
+A `SourceFilter` (some files, or folders of the corpus) restricts both engines' searches to
+the chunks of those documents, so the top passages are the best allowed ones.
 """
 
 from __future__ import annotations
@@ -21,6 +23,74 @@ from rag.injection import repetition_share, stuffing_damping
 _SHINGLE_WORD = re.compile(r"\w+")
 # Chunks whose terms the stuffing check keeps; past this the cache starts over (memory bound).
 _TERM_CACHE_SIZE = 50_000
+# Allowed-row arrays kept per retriever (one per distinct filter); past this it starts over.
+_FILTER_CACHE_SIZE = 64
+
+
+def _clean_path(value: object, *, what: str) -> str:
+    """A corpus-relative POSIX path ('a/b.txt'), or ValueError naming what is wrong."""
+    if not isinstance(value, str):
+        raise ValueError(f"a filter {what} must be a string, got {type(value).__name__}")
+    text = value.strip().replace("\\", "/")
+    while text.startswith("./"):
+        text = text[2:]
+    text = text.strip("/")
+    parts = text.split("/")
+    if not text or any(part in ("", ".", "..") for part in parts):
+        raise ValueError(f"filter {what} {value!r} is not a path inside the corpus")
+    return text
+
+
+@dataclass(frozen=True)
+class SourceFilter:
+    """Which documents a question may use: corpus-relative files and folder prefixes.
+
+    A file also admits the documents inside it (a mail's attachments, `message.eml/a.pdf`);
+    a folder admits every document below it. A document matches when any entry admits it.
+    """
+
+    files: tuple[str, ...] = ()
+    folders: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("files", "folders"):
+            value = getattr(self, name)
+            if isinstance(value, str) or not isinstance(value, Sequence | frozenset | set):
+                raise ValueError(f"filter {name} must be a list of paths, got {value!r}")
+            what = name[:-1]
+            cleaned = tuple(dict.fromkeys(_clean_path(v, what=what) for v in value))
+            object.__setattr__(self, name, cleaned)
+        if not self.files and not self.folders:
+            raise ValueError("the filter names no file and no folder")
+
+    @classmethod
+    def from_dict(cls, data: object) -> SourceFilter:
+        """A filter from its JSON form: {"files": [...], "folders": [...]}."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a filter must be an object with files and folders, got {data!r}")
+        unknown = set(data) - {"files", "folders"}
+        if unknown:
+            raise ValueError(f"unknown filter field(s): {', '.join(sorted(unknown))}")
+        return cls(files=tuple(data.get("files") or ()), folders=tuple(data.get("folders") or ()))
+
+    def to_dict(self) -> dict:
+        """The JSON form of the filter."""
+        return {"files": list(self.files), "folders": list(self.folders)}
+
+    def describe(self) -> str:
+        """The filter in words: 'files a.txt, b.txt; folders notes/'."""
+        parts = []
+        if self.files:
+            parts.append("files " + ", ".join(self.files))
+        if self.folders:
+            parts.append("folders " + ", ".join(f + "/" for f in self.folders))
+        return "; ".join(parts)
+
+    def matches(self, source: str) -> bool:
+        """True when the document at corpus-relative path source may be used."""
+        if any(source == f or source.startswith(f + "/") for f in self.files):
+            return True
+        return any(source.startswith(folder + "/") for folder in self.folders)
 
 
 @dataclass(frozen=True)
@@ -116,6 +186,28 @@ class Retriever:
         self.dense_weight = dense_weight
         # BM25 terms of the chunks seen as candidates, for the stuffing check (bounded).
         self._terms: dict[int, list[str]] = {}
+        # Rows each filter allows (the index never changes under a retriever).
+        self._allowed: dict[SourceFilter, np.ndarray] = {}
+
+    def allowed_ids(self, where: SourceFilter) -> np.ndarray:
+        """Sorted chunk ids of the documents the filter admits; ValueError when there are none."""
+        ids = self._allowed.get(where)
+        if ids is None:
+            admitted: dict[str, bool] = {}
+            rows = []
+            for i, chunk in enumerate(self.index.chunks):
+                ok = admitted.get(chunk.source)
+                if ok is None:
+                    ok = admitted[chunk.source] = where.matches(chunk.source)
+                if ok:
+                    rows.append(i)
+            ids = np.array(rows, dtype=np.int64)
+            if len(self._allowed) >= _FILTER_CACHE_SIZE:
+                self._allowed.clear()
+            self._allowed[where] = ids
+        if len(ids) == 0:
+            raise ValueError(f"no document matches the filter ({where.describe()})")
+        return ids
 
     def chunk_terms(self, chunk_id: int) -> list[str]:
         """The BM25 terms of one chunk's searchable text (cached)."""
@@ -139,17 +231,27 @@ class Retriever:
         return ids[np.argsort(-(scores * factors), kind="stable")]
 
     def retrieve(
-        self, query: str, *, top_k: int, method: str = "hybrid", stuffing_limit: float = 0.0
+        self,
+        query: str,
+        *,
+        top_k: int,
+        method: str = "hybrid",
+        stuffing_limit: float = 0.0,
+        where: SourceFilter | None = None,
     ) -> RetrievalResult:
         """The top_k passages for query by method ("hybrid", "dense" or "bm25").
 
         stuffing_limit > 0 damps the BM25 rank of passages that repeat the query's terms more
         than that share of their length (see rag/injection.py); 0 leaves BM25 as it is.
+        where limits both searches to the documents it admits (ValueError when none does).
         """
         if not query.strip():
             raise ValueError("query is empty")
         if method not in ("hybrid", "dense", "bm25"):
             raise ValueError(f"unknown retrieval method {method!r}")
+        if where is not None and not isinstance(where, SourceFilter):
+            raise ValueError(f"where must be a SourceFilter, got {type(where).__name__}")
+        allowed = self.allowed_ids(where) if where is not None else None
         timings: dict[str, float] = {}
         if self.index.vectors.size == 0:
             return RetrievalResult([], timings)
@@ -163,12 +265,16 @@ class Retriever:
         depth = max(self.candidates, top_k)
         no_ids = np.zeros(0, dtype=np.int64)
         dense_ids = (
-            self.index.vectors.search(query_vector, depth)[0] if method != "bm25" else no_ids
+            self.index.vectors.search(query_vector, depth, allowed=allowed)[0]
+            if method != "bm25"
+            else no_ids
         )
         t2 = time.perf_counter()
         timings["dense"] = (t2 - t1) * 1000
         bm25_ids, bm25_scores = (
-            self.index.lexical.search(query, depth) if method != "dense" else (no_ids, no_ids)
+            self.index.lexical.search(query, depth, allowed=allowed)
+            if method != "dense"
+            else (no_ids, no_ids)
         )
         if stuffing_limit > 0 and len(bm25_ids):
             bm25_ids = self.damp_stuffing(query, bm25_ids, bm25_scores, limit=stuffing_limit)

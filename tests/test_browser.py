@@ -1,5 +1,7 @@
 """A real browser (Debian's chromium, driven by Playwright) asks a question and sees its source.
 
+It also reopens a saved conversation from the list and sees its source cards again.
+
 python -m pytest -q tests/test_browser.py     # screenshot in tests/artifacts/
 """
 
@@ -206,6 +208,89 @@ def ask(page, url: str, question: str):
     card = page.locator(".cqa-card").first
     card.wait_for(timeout=60_000)
     return card
+
+
+def card_sources(page) -> list[str]:
+    """The data-source of every source card shown, in order."""
+    return page.locator(".cqa-card").evaluate_all("cards => cards.map(c => c.dataset.source)")
+
+
+def test_a_saved_conversation_reopens_with_its_source_cards(browser, served_app):
+    question = "How many cartel bosses did Mexico hand over to the United States?"
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    ask(page, served_app, question)
+    sources = card_sources(page)
+    answer = page.locator("#cqa-chat [data-testid='bot']").first.inner_text()
+    saved = page.locator("#cqa-conv-list label").filter(has_text=question)
+    saved.first.wait_for(timeout=30_000)  # listed once the answer is final
+    assert page.locator("#cqa-conv-title input").input_value() == question
+
+    page.locator("#cqa-new").click()  # a new conversation: the chat and the cards are cleared
+    page.locator("#cqa-sources .cqa-empty").wait_for(timeout=30_000)
+    assert page.locator("#cqa-chat [data-testid='user']").count() == 0
+
+    page.goto(served_app)  # and after a reload, from the list
+    assert page.locator(".cqa-card").count() == 0
+    saved.first.wait_for(timeout=30_000)
+    assert page.locator("#cqa-conv-list label").first.inner_text().startswith(question)
+    saved.first.click()
+    page.locator(".cqa-card").first.wait_for(timeout=30_000)
+    assert card_sources(page) == sources and page.locator(".cqa-card mark").count() > 0
+    assert question in page.locator("#cqa-chat [data-testid='user']").first.inner_text()
+    assert page.locator("#cqa-chat [data-testid='bot']").first.inner_text() == answer
+    assert "Reopened" in page.locator("#cqa-status").inner_text()
+    assert page.locator("#cqa-conv-title input").input_value() == question
+    page.locator(".cqa-card").first.click()  # the reopened cards open the document as before
+    page.locator(f"#cqa-view-body .cqa-view[data-source='{sources[0]}']").wait_for(timeout=30_000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "conversations.png"), full_page=True)
+    page.close()
+
+
+@pytest.fixture(scope="module")
+def served_with_logins(private_pipeline, tmp_path_factory):
+    """The chat with two accounts (alice, bob) on a free port, its own conversations file."""
+    import socket
+
+    from ui.app import build_app, launch_kwargs
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    saved = tmp_path_factory.mktemp("logins") / "conversations.sqlite3"
+    app = build_app(private_pipeline, upload_limit_bytes=200_000, conversations_file=saved)
+    app.queue(default_concurrency_limit=8)
+    app.launch(
+        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+        auth=[("alice", "alice-pw"), ("bob", "bob-pw")], **launch_kwargs(upload_limit_bytes=200_000),
+    )  # fmt: skip
+    yield f"http://127.0.0.1:{port}/"
+    app.close()
+
+
+def log_in(browser, url: str, user: str):
+    """A fresh browser context signed in as user; returns its page at the chat."""
+    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    page.goto(url)
+    page.locator("input[type='text']").first.fill(user)
+    page.locator("input[type='password']").fill(f"{user}-pw")
+    page.locator("button[type='submit'], button:has-text('Login')").first.click()
+    page.locator("#cqa-question textarea").wait_for(timeout=30_000)
+    return page
+
+
+def test_with_logins_each_user_sees_only_their_conversations(browser, served_with_logins):
+    question = "Who commands NORTHCOM?"
+    alice = log_in(browser, served_with_logins, "alice")
+    ask(alice, served_with_logins, question)
+    alice.locator("#cqa-conv-list label").filter(has_text=question).first.wait_for(timeout=30_000)
+    bob = log_in(browser, served_with_logins, "bob")
+    bob.locator("#cqa-conv-info").get_by_text("No saved conversations yet").wait_for(timeout=30_000)
+    assert bob.locator("#cqa-conv-list label").count() == 0
+    alice.goto(served_with_logins)  # alice's list, after a reload, still has it
+    alice.locator("#cqa-conv-list label").filter(has_text=question).first.wait_for(timeout=30_000)
+    alice.context.close()
+    bob.context.close()
 
 
 def test_a_citation_marker_opens_the_text_at_the_cited_sentence(browser, served_app):

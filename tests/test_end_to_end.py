@@ -158,8 +158,13 @@ def test_cli_json_format(config):
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert list(data) == [
-        "answer", "abstained", "mode", "citations", "timings_ms", "sentences", "warnings"
+        "answer", "abstained", "mode", "mode_detail", "short_answer", "answerability",
+        "citations", "timings_ms", "sentences", "warnings",
     ]  # fmt: skip
+    short = data["short_answer"]
+    assert short["text"] == "10,000" and short["citation"] == data["citations"][0]["n"]
+    document = (config.index.corpus_dir / short["source"]).read_text(encoding="utf-8")
+    assert document[short["start"] : short["end"]] == short["text"]
     assert all(s["supported"] and s["citations"] for s in data["sentences"])
     assert data["mode"] == "extractive"
     assert list(data["timings_ms"]) == ["retrieve", "answer"]

@@ -186,7 +186,8 @@ def test_three_question_run_writes_json_report_and_plots(pipeline, tmp_path):
     entries = {q["id"]: q for q in data["queries"]}
     assert list(entries) == ["deaths", "follow", "none"]
     required = {"id", "question", "answer", "abstained", "citations", "retrieved_sources"}
-    required |= {"hit_rank", "answer_correct", "latency_ms"}
+    required |= {"hit_rank", "answer_correct", "latency_ms", "kind", "short_answer"}
+    required |= {"answerability"}
     for entry in entries.values():
         assert required <= set(entry)
         assert set(entry["latency_ms"]) == {"retrieve", "answer"}
@@ -200,6 +201,12 @@ def test_three_question_run_writes_json_report_and_plots(pipeline, tmp_path):
     assert deaths["hit_rank"] == deaths["retrieved_sources"].index(deaths["gold_sources"][0]) + 1
     assert deaths["hit_rank"] is not None and entries["follow"]["hit_rank"] is not None
     assert deaths["answer_correct"] is ("87,000" in deaths["answer"])
+    assert [e["kind"] for e in entries.values()] == ["answerable", "answerable", "unanswerable"]
+    for entry in entries.values():
+        assert entry["answerability"] is None or isinstance(entry["answerability"], float)
+        short = entry["short_answer"]
+        assert short is None or set(short) == {"text", "source", "start", "end", "citation"}
+    assert "by_kind" in data["metrics"]["hybrid"]
     none = entries["none"]
     assert none["hit_rank"] is None
     assert none["answer_correct"] is none["abstained"]
@@ -222,6 +229,7 @@ def test_cli_single_method_on_a_built_index(pipeline, config, tmp_path, capsys):
         [
             "--queries", str(queries), "--corpus", str(config.index.corpus_dir),
             "--index", str(config.index.index_dir), "--json", str(out), "--limit", "2", "-q",
+            "--plots", str(tmp_path / "plots"),
         ]
     )  # fmt: skip
     assert code == 0
@@ -231,3 +239,6 @@ def test_cli_single_method_on_a_built_index(pipeline, config, tmp_path, capsys):
     assert "hit@1" in data["metrics"]  # one method: metrics are not keyed by method
     assert [q["id"] for q in data["queries"]] == ["deaths", "follow"]
     assert "methods" not in data["queries"][0]
+    assert "by kind of question (hybrid):" in printed
+    pngs = sorted(p.name for p in (tmp_path / "plots").iterdir())
+    assert pngs == ["three-abstention-pr.png", "three-answerability.png"]

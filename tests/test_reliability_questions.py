@@ -149,7 +149,8 @@ def cleaned_length(text: str) -> int:
 
 
 def expected_empty(text: str) -> bool:
-    """True when nothing printable is left once control characters and whitespace go."""
+    """True when nothing printable is left once terminal escapes, controls and spaces go."""
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
     return not any(ch.isprintable() and not ch.isspace() for ch in text)
 
 
@@ -457,9 +458,9 @@ def test_default_host_is_loopback_and_never_shared(monkeypatch, pipeline):
 
     launched = {}
 
-    def fake_serve(p, *, api_key, auth, upload_limit_bytes):
+    def fake_serve(p, *, api_key, auth, upload_limit_bytes, collections):
         """Record what the app would be built with."""
-        launched.update(auth=auth, api_key=api_key)
+        launched.update(auth=auth, api_key=api_key, collections=collections)
         return "app"
 
     def fake_run(app, *, host, port, **kwargs):
@@ -475,6 +476,8 @@ def test_default_host_is_loopback_and_never_shared(monkeypatch, pipeline):
     # Served by uvicorn directly: Gradio's launch (and so its share tunnel) is never called.
     assert launched["host"] == "127.0.0.1" and launched["app"] == "app"
     assert launched["auth"] is None and launched["api_key"] is None
+    assert launched["collections"].default is pipeline
+    assert launched["collections"].names()[0] == "default"
     monkeypatch.setenv("RAG_HOST", "0.0.0.0")
     monkeypatch.setenv("RAG_USERNAME", "ana")
     monkeypatch.setenv("RAG_PASSWORD", "s3cret")

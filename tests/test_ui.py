@@ -62,6 +62,30 @@ def test_markup_is_escaped():
     assert "<img" not in html and "&lt;img" in html and "<mark>&lt;b&gt;</mark>" in html
 
 
+def test_streamed_chat_ends_with_the_short_answer_first_and_marked():
+    from rag import Citation, Final, Token
+    from rag.reading import ShortAnswer
+
+    text = "Trucks waited at Eagle <Pass>."
+    final = Answer(
+        answer=f"{text} [1]", abstained=False, mode="extractive",
+        timings_ms={"retrieve": 1, "answer": 1}, short_answer=ShortAnswer("Eagle <Pass>", "a.txt",
+        17, 29, 1), citations=[Citation(n=1, source="a.txt", title="t", start=0, end=len(text),
+        text=text, highlights=((0, len(text)),))],
+    )  # fmt: skip
+
+    class Streaming:
+        model_name = None
+
+        def stream(self, question, *, history=()):
+            yield from (Token("Trucks"), Token(" waited"), Final(final))
+
+    *steps, (chat, cards, _, _) = chat_turn(Streaming(), "Where?", [], [])
+    assert [s[0][-1]["content"] for s in steps] == ["Trucks", "Trucks waited"]
+    assert chat[1]["content"].startswith("**Eagle \\<Pass\\>** \\[1\\]\n\nTrucks waited")
+    assert "<mark>Trucks waited at <mark class='short-answer'>Eagle &lt;Pass&gt;</mark>" in cards
+
+
 @pytest.mark.parametrize(
     ("host", "loop"),
     [("127.0.0.1", True), ("127.1.2.3", True), ("::1", True), ("localhost", True),
@@ -87,6 +111,7 @@ def test_served_ask_endpoint(served_app):
     result = client.predict("Who commands NORTHCOM?", None, api_name="/ask")
     assert not result["abstained"]
     assert result["citations"][0]["source"] == "004_b24285a9b201835e.txt"
+    assert {"short_answer", "answerability", "mode_detail"} <= set(result)
     follow = client.predict(
         "Where did he say that?",
         ["What did JD Vance say about U.S. forces going into Mexico?"],

@@ -8,7 +8,11 @@ loopback), RAG_API_KEY (bearer key of /v1 and /api; also required off loopback).
 OpenAI-compatible /v1 and /api/ask share one port (`ui/openai_api.py`). The index is built
 first only if it is missing or was built with other settings; while serving, the corpus folder
 is looked at every few seconds and what changed is indexed in the background (--watch-seconds 0
-turns that off).
+turns that off). Chat turns (and /v1 requests with "store": true) are saved in
+conversations.sqlite3 beside the index folder (data/ by default), each user's apart. Other
+collections (`python -m rag collections`; settings under <data>/collections, data being
+RAG_DATA or the folder holding --index) are served too: the chat has a collection selector and
+/v1 a model per collection.
 """
 
 from __future__ import annotations
@@ -67,6 +71,11 @@ def resolve_api_key(host: str, env: dict) -> str | None:
     return None
 
 
+def data_folder(index: str, env: dict) -> Path:
+    """The data folder of the collections: RAG_DATA, else the folder holding the index."""
+    return Path(env.get("RAG_DATA") or Path(index).parent)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m ui`."""
     env = os.environ
@@ -114,11 +123,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import uvicorn
 
+    from rag.collections import CollectionPipelines
     from rag.library import stop_watching, watch_corpus
     from ui.openai_api import serve_app
 
     limit = int(args.upload_mb * 1024 * 1024)
-    app = serve_app(pipeline, api_key=api_key, auth=auth, upload_limit_bytes=limit)
+    collections = CollectionPipelines(data_folder(args.index, env), pipeline)
+    app = serve_app(
+        pipeline, api_key=api_key, auth=auth, upload_limit_bytes=limit, collections=collections
+    )
     if pipeline.mode == "llm":
         # Load the model in the background: the page is served at once, the first answer waits.
         threading.Thread(target=pipeline.chat_model, daemon=True).start()

@@ -17,9 +17,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from rag import Answer, Citation
+from rag.reading import ShortAnswer
+from rag.verify import CheckedSentence
 
 if TYPE_CHECKING:
     from index.corpus_files import TrashEntry
+    from rag.conversations import Conversation
     from rag.library import IngestProgress, NotIndexed, UploadResult
     from rag.viewer import DocumentView
 
@@ -34,8 +37,16 @@ def escape_markdown(text: str) -> str:
     return _MD_SPECIAL.sub(r"\\\1", text).replace("\n", "  \n")
 
 
-def answer_markdown(answer: Answer) -> str:
-    """The answer as escaped Markdown; sentences verification could not support are marked."""
+def short_answer_markdown(answer: Answer) -> str:
+    """The short answer in bold with its [n] marker (escaped), or '' when there is none."""
+    short = answer.short_answer
+    if short is None:
+        return ""
+    return f"**{escape_markdown(' '.join(short.text.split()))}** \\[{short.citation}\\]"
+
+
+def _sentences_markdown(answer: Answer) -> str:
+    """The cited sentences as escaped Markdown; those verification could not support marked."""
     if answer.mode != "llm" or not answer.sentences:
         return escape_markdown(answer.answer)
     parts = []
@@ -46,6 +57,13 @@ def answer_markdown(answer: Answer) -> str:
             text = f"~~{text}~~ ⚠️ _not supported by its sources_"
         parts.append(text)
     return " ".join(parts)
+
+
+def answer_markdown(answer: Answer) -> str:
+    """The answer as escaped Markdown: the short answer in bold first, then the sentences."""
+    short = short_answer_markdown(answer)
+    sentences = _sentences_markdown(answer)
+    return f"{short}\n\n{sentences}" if short else sentences
 
 
 def _pages(answer: Answer) -> str:
@@ -66,20 +84,48 @@ def status_line(answer: Answer, *, model_name: str | None) -> str:
     return f"{mode} · retrieval {t['retrieve']:.0f} ms · answer {t['answer']:.0f} ms · {used}"
 
 
-def _highlighted(citation: Citation) -> str:
-    """The passage as escaped HTML with the cited sentences wrapped in <mark>."""
-    spans = sorted(
-        (max(s, citation.start) - citation.start, min(e, citation.end) - citation.start)
-        for s, e in citation.highlights
-    )
-    out, cursor = [], 0
+def _card_spans(citation: Citation, spans) -> list[tuple[int, int]]:
+    """Document spans as non-empty offsets into citation.text (clipped to the passage)."""
+    out = []
     for s, e in spans:
-        if s < cursor:
-            continue
-        out.append(html.escape(citation.text[cursor:s]))
-        out.append(f"<mark>{html.escape(citation.text[s:e])}</mark>")
-        cursor = e
-    out.append(html.escape(citation.text[cursor:]))
+        s, e = max(s, citation.start) - citation.start, min(e, citation.end) - citation.start
+        if s < e:
+            out.append((s, e))
+    return out
+
+
+def _short_span(citation: Citation, short: ShortAnswer | None) -> list[tuple[int, int]]:
+    """The short answer's span in the card text when it lies in this citation, else none."""
+    if short is None or short.citation != citation.n or short.source != citation.source:
+        return []
+    return _card_spans(citation, [(short.start, short.end)])
+
+
+def _tags(was: tuple[bool, bool], now: tuple[bool, bool]) -> str:
+    """Tags from one (sentence, short answer) marking state to the next, properly nested."""
+    out = []
+    if was[1] and (not now[1] or was[0] != now[0]):
+        out.append("</mark>")
+    if was[0] and not now[0]:
+        out.append("</mark>")
+    if now[0] and not was[0]:
+        out.append("<mark>")
+    if now[1] and (not was[1] or was[0] != now[0]):
+        out.append("<mark class='short-answer'>")
+    return "".join(out)
+
+
+def _highlighted(citation: Citation, short: ShortAnswer | None = None) -> str:
+    """The passage as escaped HTML: cited sentences in <mark>, the short answer marked inside."""
+    marks = _card_spans(citation, citation.highlights)
+    shorts = _short_span(citation, short)
+    cuts = sorted({0, len(citation.text), *(x for sp in marks + shorts for x in sp)})
+    out, state = [], (False, False)
+    for a, b in zip(cuts, cuts[1:], strict=False):
+        now = (any(s <= a < e for s, e in marks), any(s <= a < e for s, e in shorts))
+        out.append(_tags(state, now) + html.escape(citation.text[a:b]))
+        state = now
+    out.append(_tags(state, (False, False)))
     return "".join(out).replace("\n", "<br>")
 
 
@@ -90,33 +136,47 @@ def _where(citation: Citation) -> str:
     return f" · {html.escape(where)}" + (ocr if citation.ocr else "")
 
 
-def source_cards(answer: Answer | None) -> str:
-    """HTML cards, one per citation: number, title, date, file, passage with highlights."""
+def _card(c: Citation, short: ShortAnswer | None, note: str) -> str:
+    """One source card; with a note (the document changed or left), the quote is not marked."""
+    date = f" · {html.escape(c.date)}" if c.date else ""
+    # A passage with text aimed at an AI model is marked; those sentences never answer.
+    flag = (
+        f"<div class='cqa-flag'>⚠️ <b>Suspicious passage:</b> {html.escape(c.flagged)}; "
+        "that text was not used for the answer</div>"
+        if c.flagged
+        else ""
+    )
+    if note:  # the stored offsets no longer point at this text: no highlight, say why
+        stale = f"<div class='cqa-stale-note'>⚠️ {html.escape(note)}</div>"
+        text = f"{stale}<div class='cqa-text'>{html.escape(c.text).replace(chr(10), '<br>')}</div>"
+        css, state = "cqa-card cqa-stale", " data-state='stale'"
+    else:
+        text = f"<div class='cqa-text'>{_highlighted(c, short)}</div>"
+        css, state = "cqa-card", ""
+    return (
+        f"<div class='{css}'{state} data-source='{html.escape(c.source, quote=True)}'>"
+        f"<div class='cqa-head'><span class='cqa-n'>[{c.n}]</span> "
+        f"<b>{html.escape(c.title)}</b></div>"
+        f"<div class='cqa-meta'>{html.escape(c.source)}{date}{_where(c)}</div>"
+        f"{flag}{text}</div>"
+    )
+
+
+def source_cards(answer: Answer | None, *, notes: dict[int, str] | None = None) -> str:
+    """HTML cards, one per citation: number, title, date, file, passage with highlights.
+
+    notes: for citations whose document changed or left since (a reopened answer), what the
+    card says instead of highlighting a span that may no longer be there.
+    """
     if answer is None:
         return "<div class='cqa-empty'>Sources of the latest answer appear here.</div>"
     if answer.abstained:
         return "<div class='cqa-empty'>No source: the documents do not answer this question.</div>"
-    cards = []
-    for c in answer.citations:
-        date = f" · {html.escape(c.date)}" if c.date else ""
-        # A passage with text aimed at an AI model is marked; those sentences never answer.
-        flag = (
-            f"<div class='cqa-flag'>⚠️ <b>Suspicious passage:</b> {html.escape(c.flagged)}; "
-            "that text was not used for the answer</div>"
-            if c.flagged
-            else ""
-        )
-        cards.append(
-            f"<div class='cqa-card' data-source='{html.escape(c.source, quote=True)}'>"
-            f"<div class='cqa-head'><span class='cqa-n'>[{c.n}]</span> "
-            f"<b>{html.escape(c.title)}</b></div>"
-            f"<div class='cqa-meta'>{html.escape(c.source)}{date}{_where(c)}</div>"
-            f"{flag}<div class='cqa-text'>{_highlighted(c)}</div></div>"
-        )
-    return "\n".join(cards)
+    notes = notes or {}
+    return "\n".join(_card(c, answer.short_answer, notes.get(c.n, "")) for c in answer.citations)
 
 
-def sources_markdown(answer: Answer) -> str:
+def sources_markdown(answer: Answer, *, notes: dict[int, str] | None = None) -> str:
     """The citations as escaped Markdown, shown in a collapsible block under each answer."""
     lines = []
     for c in answer.citations:
@@ -125,11 +185,104 @@ def sources_markdown(answer: Answer) -> str:
         quote = " ".join(c.text.split())
         if len(quote) > 300:
             quote = quote[:297] + "..."
+        note = (notes or {}).get(c.n)
+        warn = f"  \n⚠️ _{escape_markdown(note)}_" if note else ""
         lines.append(
             f"**\\[{c.n}\\]** {escape_markdown(c.title)} "
-            f"({escape_markdown(c.source)}{escape_markdown(date)})  \n> {escape_markdown(quote)}"
+            f"({escape_markdown(c.source)}{escape_markdown(date)}){warn}  \n> "
+            f"{escape_markdown(quote)}"
         )
     return "\n\n".join(lines)
+
+
+# --- answers as saved conversations store them --------------------------------------------------
+
+
+def answer_record(answer: Answer, *, model_name: str | None) -> dict:
+    """The stored form of an answer: `to_dict()` plus what its cards need (dates, highlights).
+
+    Saved conversations keep this dict, so a reopened answer renders as it did live.
+    """
+    record = answer.to_dict()
+    for data, citation in zip(record["citations"], answer.citations, strict=True):
+        data["date"] = citation.date
+        data["highlights"] = [[int(s), int(e)] for s, e in citation.highlights]
+    record["query"] = answer.query
+    record["model_name"] = model_name
+    return record
+
+
+def _int(value: object, default: int = 0) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _citation_from(data: dict, i: int) -> Citation:
+    spans = []
+    for span in data.get("highlights") or []:
+        if isinstance(span, list | tuple) and len(span) == 2:
+            spans.append((_int(span[0]), _int(span[1])))
+    return Citation(
+        n=_int(data.get("n"), i), source=_text(data.get("source")),
+        title=_text(data.get("title")) or _text(data.get("source")), start=_int(data.get("start")),
+        end=_int(data.get("end")), text=_text(data.get("text")), date=_text(data.get("date")),
+        highlights=tuple(spans), flagged=_text(data.get("flagged")),
+        page=data.get("page") if isinstance(data.get("page"), int) else None,
+        locator=_text(data.get("locator")), ocr=data.get("ocr") is True,
+    )  # fmt: skip
+
+
+def _short_from(data: object) -> ShortAnswer | None:
+    if not isinstance(data, dict) or not _text(data.get("text")):
+        return None
+    return ShortAnswer(
+        _text(data["text"]), _text(data.get("source")), _int(data.get("start")),
+        _int(data.get("end")), _int(data.get("citation"), 1),
+    )  # fmt: skip
+
+
+def answer_from_record(record: dict) -> Answer:
+    """An Answer rebuilt from its stored dict (`answer_record` or `to_dict()`), for rendering.
+
+    Missing or mistyped fields take neutral values: a damaged record renders, it never raises.
+    """
+    citations = [
+        _citation_from(c, i)
+        for i, c in enumerate(record.get("citations") or [], 1)
+        if isinstance(c, dict)
+    ]
+    timings = record.get("timings_ms") if isinstance(record.get("timings_ms"), dict) else {}
+    timings = {k: float(v) for k, v in timings.items() if isinstance(v, int | float)}
+    sentences = [
+        CheckedSentence(
+            _text(s.get("text")),
+            tuple(n for n in s.get("citations") or [] if isinstance(n, int)),
+            s.get("supported") is not False,
+        )
+        for s in record.get("sentences") or []
+        if isinstance(s, dict)
+    ]
+    return Answer(
+        answer=_text(record.get("answer")),
+        abstained=record.get("abstained") is True,
+        mode=_text(record.get("mode")) or "extractive",
+        citations=citations,
+        timings_ms={"retrieve": 0.0, "answer": 0.0, **timings},
+        query=_text(record.get("query")),
+        warnings=[w for w in record.get("warnings") or [] if isinstance(w, str)],
+        sentences=sentences,
+        short_answer=_short_from(record.get("short_answer")),
+        mode_detail=_text(record.get("mode_detail")),
+    )
+
+
+def conversation_label(conversation: Conversation) -> str:
+    """How a saved conversation is listed (plain text): its title and when it last changed."""
+    title = conversation.title or "Untitled conversation"
+    return f"{title} · {when_text(conversation.updated)}"
 
 
 def size_text(size: int) -> str:
@@ -275,6 +428,7 @@ CSS = """
 .cqa-ocr {border: 1px solid #8c959f; border-radius: 4px; padding: 0 3px; font-size: 0.9em;}
 .cqa-text {font-size: 0.85em; line-height: 1.4; max-height: 16em; overflow-y: auto;}
 .cqa-text mark {background: #fff3b0; padding: 0 1px;}
+.cqa-text mark.short-answer {background: #ffd33d; font-weight: 700; padding: 0;}
 .cqa-empty {color: #57606a; font-style: italic;}
 .cqa-card {cursor: pointer;}
 .cqa-card:hover {border-color: #0969da;}
@@ -286,4 +440,6 @@ CSS = """
   padding: 6px 8px;}
 .cqa-passage {background: #f0f6ff;}
 .cqa-view-text mark.cqa-hit {background: #fff3b0; padding: 0 1px;}
+.cqa-stale {border-style: dashed;}
+.cqa-stale-note {color: #9a6700; font-size: 0.8em; margin-bottom: 4px;}
 """

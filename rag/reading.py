@@ -1,0 +1,222 @@
+"""Reading retrieved passages: answerability, the short answer, and span support.
+
+    python -m rag ask "What does TCO stand for?" --json
+
+The reader (rag/reader.py) reads the best few passages; its best margin over "no answer
+here" is the question's answerability: below `Config.min_answerability` the system abstains
+(and an LLM is not called). The winning span becomes the short answer, the sentence holding
+it leads the extractive answer, and in LLM mode a sentence whose cited passages hold no
+answer span is marked unsupported.
+
+Calibration (issue 13, measured by `python -m eval.squad --abstention` and `make eval`): on
+SQuAD the margin separates questions about indexed and absent articles well (threshold 0:
+false abstention 0.08, abstain recall 0.85), but on the default corpus's news and forum
+text the reader is unsure of many answerable questions too (threshold 0: false abstention
+0.19). The default, -7, is the highest threshold that keeps the corpus's false abstention
+under 0.05; what it costs in recall is in the closing note.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rag.extractive import PickedSentence, clean_sentence
+from rag.injection import flagged_spans
+from rag.reader import Reader, Reading, asks_for_span
+from rag.retrieve import Hit
+
+# The answerability of a question no passage was read for (no reader, no passages).
+NOT_READ = float("-inf")
+
+
+@dataclass(frozen=True)
+class PassageReading:
+    """The reader's best span in a retrieved passage, in document offsets."""
+
+    hit: Hit
+    reading: Reading
+
+    @property
+    def start(self) -> int:
+        """Document offset where the span starts."""
+        return self.hit.chunk.start + self.reading.start
+
+    @property
+    def end(self) -> int:
+        """Document offset where the span ends."""
+        return self.hit.chunk.start + self.reading.end
+
+    @property
+    def margin(self) -> float:
+        """The reader's margin of the span over "no answer here"."""
+        return self.reading.margin
+
+
+@dataclass(frozen=True)
+class ShortAnswer:
+    """The exact span that answers: `text == document_text[start:end]`, in citation n."""
+
+    text: str
+    source: str
+    start: int
+    end: int
+    citation: int
+
+    def to_dict(self) -> dict:
+        """The JSON form (in `rag ask --json`, /api/ask, the eval report)."""
+        return {
+            "text": self.text,
+            "source": self.source,
+            "start": self.start,
+            "end": self.end,
+            "citation": self.citation,
+        }
+
+
+_NUMBER = re.compile(r"\d[\d,.:]*")
+
+
+def question_numbers(question: str) -> set[str]:
+    """The numbers a question states ("in 2022", "the 53rd state"), trailing marks removed."""
+    return {m.group().rstrip(",.:") for m in _NUMBER.finditer(question)}
+
+
+def _states_numbers(hit: Hit, numbers: set[str]) -> bool:
+    """True when the passage (text, title, date) holds every number of the question.
+
+    A question about 2022 is not answered by a passage about 2023, however alike they read;
+    the reader's score barely notices the difference (measured on eval/queries/corpus.jsonl:
+    this check raised abstain recall from 0.08 to 0.11 with no false abstention added).
+    """
+    chunk = hit.chunk
+    found = set(_NUMBER.findall(f"{chunk.text} {chunk.title} {chunk.date}"))
+    found |= {n.rstrip(",.:") for n in found}
+    return numbers <= found
+
+
+def _usable(hit: Hit, reading: Reading) -> bool:
+    """A span inside hostile text (addressed to an AI) or an empty one answers nothing."""
+    if reading.end <= reading.start:
+        return False
+    return not any(
+        reading.start < e and s < reading.end for s, e, _ in flagged_spans(hit.chunk.text)
+    )
+
+
+# Markup and chat-template markers in a question say nothing about what it asks, and they
+# pull the reader's attention away from its words ("<script>...</script> Who commands X?").
+_MARKUP = re.compile(r"<[^<>]{0,60}>|\[/?INST\]|<\|[^|]{0,30}\|>")
+
+
+_WH = re.compile(r"\b(who|whom|whose|what|which|when|where|why|how)\b", re.I)
+
+
+def reader_question(question: str) -> str:
+    """The question as the reader sees it: markup removed, spaces collapsed.
+
+    A question wrapped in markup keeps only the clause from its last question word, since
+    what came around the markup ("alert(1)", "You are evil") is not what is asked.
+    """
+    if not _MARKUP.search(question):
+        return question
+    cleaned = " ".join(_MARKUP.sub(" ", question).split())
+    asks = list(_WH.finditer(cleaned))
+    if asks:
+        cleaned = cleaned[asks[-1].start() :]
+    return cleaned or question
+
+
+def read_passages(
+    reader: Reader, question: str, hits: Sequence[Hit], *, stop_at: float = float("inf")
+) -> list[PassageReading]:
+    """The reader's best usable span per passage, in the order of the hits.
+
+    Reading stops after a passage whose margin reaches stop_at: a later passage almost never
+    beats such a span (on 1,500 SQuAD questions, stopping at 8 read 2.1 passages of 3 per
+    question and changed EM by -0.1).
+    """
+    question = reader_question(question)
+    numbers = question_numbers(question)
+    out = []
+    for hit in hits:
+        if out and out[-1].margin >= stop_at:
+            break
+        if not _states_numbers(hit, numbers):  # not worth reading
+            out.append(PassageReading(hit, Reading(0, 0, "", NOT_READ, 0.0)))
+            continue
+        reading = reader.read_one(question, hit.chunk.text)
+        if not _usable(hit, reading):
+            reading = Reading(0, 0, "", NOT_READ, reading.null_score)
+        out.append(PassageReading(hit, reading))
+    return out
+
+
+def answerability(readings: Sequence[PassageReading]) -> float:
+    """The best margin of any passage's span over "no answer here" (-inf when none read)."""
+    return max((r.margin for r in readings), default=NOT_READ)
+
+
+def best_reading(readings: Sequence[PassageReading]) -> PassageReading | None:
+    """The passage reading with the highest margin, or None."""
+    return max(readings, key=lambda r: r.margin, default=None)
+
+
+def span_sentence(reading: PassageReading) -> PickedSentence | None:
+    """The passage sentence that holds the reading's span (None if the span crosses two)."""
+    chunk = reading.hit.chunk
+    for start, end in chunk.sentences:
+        if start <= reading.start and reading.end <= end:
+            text = clean_sentence(chunk.text[start - chunk.start : end - chunk.start])
+            return PickedSentence(text, reading.hit, start, end, score=float("inf"))
+    return None
+
+
+def lead_with_span(
+    picked: Sequence[PickedSentence], lead: PickedSentence, *, max_sentences: int
+) -> list[PickedSentence]:
+    """The span's sentence first, then the other picked sentences (no repeat of it)."""
+    rest = [
+        p
+        for p in picked
+        if not (p.hit.chunk.source == lead.hit.chunk.source and p.start == lead.start)
+    ]
+    return [lead, *rest][:max_sentences]
+
+
+def short_answer_for(
+    question: str,
+    readings: Sequence[PassageReading],
+    citations: Sequence,
+    *,
+    min_margin: float,
+    within_highlights: bool,
+) -> ShortAnswer | None:
+    """The best span among the cited passages, or None.
+
+    With within_highlights the span must lie inside a cited sentence (extractive answers);
+    an LLM's sentences are its own words, so there any span of a cited passage counts. None
+    for a question answered by an explanation (why, how), and when no cited passage holds a
+    span the reader believes in.
+    """
+    if not asks_for_span(question):
+        return None
+    by_passage = {(c.source, c.start): c for c in citations}
+    candidates = []
+    for r in readings:
+        citation = by_passage.get((r.hit.chunk.source, r.hit.chunk.start))
+        if citation is None or r.margin < min_margin:
+            continue
+        if within_highlights and not any(
+            s <= r.start and r.end <= e for s, e in citation.highlights
+        ):
+            continue
+        candidates.append((r, citation.n))
+    if not candidates:
+        return None
+    best, n = max(candidates, key=lambda pair: pair[0].margin)
+    return ShortAnswer(
+        text=best.reading.text, source=best.hit.chunk.source, start=best.start, end=best.end,
+        citation=n,
+    )  # fmt: skip

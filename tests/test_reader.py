@@ -1,0 +1,179 @@
+"""The reader: span decoding, word widening, question types, short answers, answerability."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from index import Chunk
+from rag.pipeline import Citation
+from rag.reader import Reader, Reading, asks_for_span, widen_to_words
+from rag.reading import (
+    PassageReading,
+    answerability,
+    lead_with_span,
+    short_answer_for,
+    span_sentence,
+)
+from rag.retrieve import Hit
+
+
+@pytest.mark.parametrize(
+    ("text", "start", "end", "expected"),
+    [
+        ("the golden anniversary", 4, 8, "golden"),  # a word piece grows to its word
+        ("in Eagle Pass, Texas.", 3, 21, "Eagle Pass, Texas"),  # trailing period trimmed
+        ("named (TCO) here", 6, 11, "(TCO)"),  # balanced brackets kept
+        ("about 25%) of", 6, 10, "25%"),  # an unopened closing bracket is not the answer's
+        ("  spaced  ", 0, 10, "spaced"),
+    ],
+)
+def test_widen_to_words(text, start, end, expected):
+    s, e = widen_to_words(text, start, end)
+    assert text[s:e] == expected
+
+
+@pytest.mark.parametrize(
+    ("question", "span"),
+    [
+        ("Who won Super Bowl 50?", True),
+        ("How many cartel bosses were sent?", True),
+        ("How long did the call last?", True),
+        ("When did he say it?", True),
+        ("Why did the peso fall?", False),
+        ("How does the tariff work?", False),
+        ("Explain the drone programme", False),
+    ],
+)
+def test_asks_for_span(question, span):
+    assert asks_for_span(question) is span
+
+
+def _hit(text: str, *, source="a.txt", start=100, sentences=None, chunk_id=0) -> Hit:
+    chunk = Chunk(
+        id=chunk_id, source=source, title="A", date="", start=start, end=start + len(text),
+        text=text, search_text=text, sentences=tuple(sentences or [(start, start + len(text))]),
+        n_tokens=len(text.split()),
+    )  # fmt: skip
+    return Hit(chunk, 1, 1.0, 0.5, 1.0, 1, 1)
+
+
+def _reading(hit: Hit, word: str, margin: float) -> PassageReading:
+    s = hit.chunk.text.index(word)
+    return PassageReading(hit, Reading(s, s + len(word), word, margin, 0.0))
+
+
+def test_span_sentence_and_lead():
+    text = "Vance spoke first. He was in Eagle Pass on Friday."
+    hit = _hit(text, sentences=[(100, 118), (119, 100 + len(text))])
+    lead = span_sentence(_reading(hit, "Eagle Pass", 3.0))
+    assert lead is not None and lead.text == "He was in Eagle Pass on Friday."
+    assert (lead.start, lead.end) == (119, 100 + len(text))
+    other = span_sentence(_reading(hit, "Vance", 1.0))
+    ordered = lead_with_span([other, lead], lead, max_sentences=3)
+    assert [p.start for p in ordered] == [119, 100]
+
+
+def _citation(n: int, hit: Hit, highlights) -> Citation:
+    c = hit.chunk
+    return Citation(n, c.source, c.title, c.start, c.end, c.text, highlights=tuple(highlights))
+
+
+def test_short_answer_lies_in_a_cited_sentence_with_document_offsets():
+    text = "Vance spoke first. He was in Eagle Pass on Friday."
+    hit = _hit(text, sentences=[(100, 118), (119, 100 + len(text))])
+    reading = _reading(hit, "Eagle Pass", 3.0)
+    cited = [_citation(1, hit, [(119, 100 + len(text))])]
+    short = short_answer_for("Where was Vance?", [reading], cited, min_margin=0.0,
+                             within_highlights=True)  # fmt: skip
+    assert short is not None
+    assert (short.text, short.citation) == ("Eagle Pass", 1)
+    document = " " * 100 + text
+    assert document[short.start : short.end] == short.text
+    # Outside every cited sentence, too weak, or a why question: no short answer.
+    only_first = [_citation(1, hit, [(100, 118)])]
+    assert short_answer_for("Where?", [reading], only_first, min_margin=0.0,
+                            within_highlights=True) is None  # fmt: skip
+    assert short_answer_for("Where?", [reading], cited, min_margin=5.0,
+                            within_highlights=True) is None  # fmt: skip
+    assert short_answer_for("Why was he there?", [reading], cited, min_margin=0.0,
+                            within_highlights=True) is None  # fmt: skip
+
+
+def test_answerability_is_the_best_margin():
+    hit = _hit("Vance was in Eagle Pass.")
+    assert answerability([]) == float("-inf")
+    assert answerability([_reading(hit, "Vance", -2.0), _reading(hit, "Eagle", 1.5)]) == 1.5
+
+
+@pytest.fixture(scope="module")
+def reader() -> Reader:
+    from rag.pipeline import shared_reader
+
+    return shared_reader()
+
+
+def test_best_span_stays_inside_the_context_and_length(reader):
+    start = np.array([9.0, 0.0, 5.0, 0.0, 0.0, 0.0], dtype=np.float32)
+    end = np.array([9.0, 0.0, 0.0, 0.0, 4.0, 0.0], dtype=np.float32)
+    score, i, j = reader._best_span(start, end, (2, 5))  # [CLS] and others outside
+    assert (score, i, j) == (9.0, 0, 2)  # tokens 2..4 of the sequence
+
+
+def test_long_passages_are_read_in_overlapping_windows(reader):
+    text = " ".join(f"word{i}" for i in range(600))
+    windows = list(reader._windows("Which word?", text))
+    assert len(windows) > 2
+    covered = set()
+    for ids, types, offsets, (lo, hi) in windows:
+        assert len(ids) <= reader.max_length and len(types) == len(ids)
+        assert hi - lo == len(offsets)
+        covered.update(offsets)
+    words = {(m.start(), m.end()) for m in re.finditer(r"\S+", text)}
+    assert {s for s, _ in words} <= {s for s, _ in covered}
+
+
+def test_reader_finds_the_expansion_of_an_acronym(reader):
+    text = (
+        "Trump is uniquely focused on TCOs [transnational criminal organizations, the official "
+        "name for cartels], having designated them terrorists in one of his first orders."
+    )
+    reading = reader.read_one("What does TCO stand for?", text)
+    assert "transnational criminal organizations" in reading.text.lower()
+    assert reading.margin > 0
+    assert text[reading.start : reading.end] == reading.text
+
+
+def test_reader_says_no_answer_for_an_unrelated_passage(reader):
+    text = "The weather in the valley was mild for most of the spring, with little rain."
+    answered = reader.read_one("Who designated the cartels as terrorists?", text)
+    assert answered.margin < 0
+
+
+@pytest.mark.parametrize(
+    ("question", "numbers"),
+    [
+        ("How many deaths were recorded in 2022?", {"2022"}),
+        ("What replaced the 53rd State idea?", {"53"}),
+        ("Who won Super Bowl 50, in 2016?", {"50", "2016"}),
+        ("Who commands NORTHCOM?", set()),
+    ],
+)
+def test_question_numbers(question, numbers):
+    from rag.reading import question_numbers
+
+    assert question_numbers(question) == numbers
+
+
+def test_a_passage_without_the_questions_year_is_not_read(reader):
+    from rag.reading import read_passages
+
+    hit = _hit("In 2023 about 87,000 people died of fentanyl overdoses in the U.S.")
+    asked_2023, asked_2022 = (
+        read_passages(reader, f"How many people died of fentanyl overdoses in {y}?", [hit])[0]
+        for y in (2023, 2022)
+    )
+    assert asked_2023.reading.text == "87,000" and asked_2023.margin > 0
+    assert asked_2022.margin == float("-inf")
