@@ -64,6 +64,7 @@ test-stress: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow tests/test_reliability_ingest.py \
 		tests/test_reliability_questions.py tests/test_reliability_faults.py
 	$(BIN)/python -m tests.stress_load --clients 16 --questions 25
+	$(BIN)/python -m tests.stress_load --api v1 --clients 16 --questions 25
 
 # The seen and the unseen query sets, each with its abstention plots beside its report.
 eval: $(STAMP)

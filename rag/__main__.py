@@ -136,35 +136,6 @@ def source_filter(args: argparse.Namespace) -> SourceFilter | None:
     return SourceFilter(files=files, folders=folders) if files or folders else None
 
 
-def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Sorted, non-empty spans with overlapping ones joined."""
-    out: list[tuple[int, int]] = []
-    for s, e in sorted(sp for sp in spans if sp[1] > sp[0]):
-        if out and s <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], e))
-        else:
-            out.append((s, e))
-    return out
-
-
-def cited_preview(c: Citation, *, limit: int = 300) -> str:
-    """The sentences c was cited for (ellipses between gaps); else its first `limit` chars."""
-    spans = _merged([(max(s, c.start), min(e, c.end)) for s, e in c.highlights])
-    parts, last = [], None
-    for s, e in spans:
-        text = " ".join(c.text[s - c.start : e - c.start].split())
-        if not text:
-            continue
-        if parts:
-            parts.append(" " if not c.text[last - c.start : s - c.start].strip() else " … ")
-        parts.append(text)
-        last = e
-    if parts:
-        return "".join(parts)
-    text = " ".join(c.text.split())
-    return text if len(text) <= limit else text[:limit].rstrip() + "…"
-
-
 def mode_text(answer: Answer, *, llm_configured: bool) -> str:
     """The mode and why it is what it is: 'extractive (LLM answer rejected: ...)'."""
     if answer.mode_detail:
@@ -205,7 +176,7 @@ def _print_answer(answer: Answer, out, *, llm_configured: bool) -> None:
         out.write(f"Answer: {' '.join(short.text.split())} [{short.citation}]\n\n")
     out.write(answer.answer + "\n\n")
     for c in answer.citations:
-        out.write(_source_line(c) + "\n    " + cited_preview(c) + "\n")
+        out.write(_source_line(c) + "\n    " + c.preview() + "\n")
     mode = mode_text(answer, llm_configured=llm_configured)
     t = answer.timings_ms
     out.write(f"\nmode: {mode}; retrieve {t['retrieve']:.0f} ms, answer {t['answer']:.0f} ms\n")

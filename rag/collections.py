@@ -288,9 +288,11 @@ class CollectionPipelines:
     file changed (another corpus folder, other settings) is opened again on its next use.
     """
 
-    def __init__(self, data_dir: Path, default: Pipeline) -> None:
+    def __init__(self, data_dir: Path, default: Pipeline, *, watch_every: float = 0.0) -> None:
         self.data_dir = Path(data_dir)
         self.default = default
+        # > 0: each collection opened gets a CorpusWatcher of its folder, as the default has.
+        self.watch_every = watch_every
         self._open: dict[str, Pipeline] = {}
         self._lock = threading.Lock()
 
@@ -310,4 +312,8 @@ class CollectionPipelines:
             if pipeline is None or pipeline.config != config:
                 pipeline = Pipeline(config, embedder=self.default.embedder)
                 self._open[name] = pipeline
+                if self.watch_every > 0:
+                    from rag.library import watch_corpus
+
+                    watch_corpus(pipeline, every=self.watch_every)
             return pipeline

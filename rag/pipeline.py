@@ -56,6 +56,17 @@ from rag.verify import CheckedSentence
 logger = logging.getLogger(__name__)
 
 
+def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted, non-empty spans with overlapping ones joined."""
+    out: list[tuple[int, int]] = []
+    for s, e in sorted(sp for sp in spans if sp[1] > sp[0]):
+        if out and s <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], e))
+        else:
+            out.append((s, e))
+    return out
+
+
 @dataclass(frozen=True)
 class Citation:
     """A numbered source: `text` is exactly the document text between start and end."""
@@ -93,6 +104,24 @@ class Citation:
         if self.flagged:
             data["flagged"] = self.flagged
         return data
+
+    def preview(self, *, limit: int = 300) -> str:
+        """The sentences cited from this passage (" … " between gaps); else its first chars."""
+        spans = _merged([(max(s, self.start), min(e, self.end)) for s, e in self.highlights])
+        parts, last = [], None
+        for s, e in spans:
+            text = " ".join(self.text[s - self.start : e - self.start].split())
+            if not text:
+                continue
+            if parts:
+                gap = self.text[last - self.start : s - self.start]
+                parts.append(" " if not gap.strip() else " … ")
+            parts.append(text)
+            last = e
+        if parts:
+            return "".join(parts)
+        text = " ".join(self.text.split())
+        return text if len(text) <= limit else text[:limit].rstrip() + "…"
 
 
 @dataclass

@@ -1,12 +1,17 @@
-"""Load test: concurrent gradio_client clients asking through the `ask` API on loopback.
+"""Load test: concurrent clients asking the served chat on loopback, over Gradio or /v1.
 
-    .venv/bin/python -m tests.stress_load [--clients 16] [--questions 25] [--seed 7]
+    .venv/bin/python -m tests.stress_load [--api gradio|v1] [--clients 16] [--questions 25]
 
-Builds a private index of a copy of corpus/, launches the chat app in this process on a free
-127.0.0.1 port (queue default_concurrency_limit=8, as `python -m ui` does), creates one
-`gradio_client.Client` per client thread, warms up with one full round of the same load, then
-lets every client ask its share of the questions in eval/queries/corpus.jsonl (answerable and
-unanswerable, follow-ups with their history) at once.
+Builds a private index of a copy of corpus/ and serves it in this process on a free 127.0.0.1
+port. `--api gradio` (the default) launches the chat app (queue default_concurrency_limit=8, as
+`python -m ui` does) and gives each client thread a `gradio_client.Client` asking the `ask` API.
+`--api v1` serves what `python -m ui` serves (uvicorn, the chat mounted on the FastAPI app of
+ui/openai_api.py, with an API key) and gives each thread an official `openai.OpenAI` client
+asking non-streamed chat completions of the model "corpusqa" (earlier questions of a follow-up
+go first as user messages, as a chat client sends them; no retries, any exception or non-200
+is an error). Warms up with one full round of the same load, then lets every client ask its
+share of the questions in eval/queries/corpus.jsonl (answerable and unanswerable, follow-ups
+with their history) at once.
 Prints a table: errors, answered/cited/abstained, latency p50/p95/max, throughput and the
 resident memory (VmRSS) before and after. Exits 1 when a target is missed: zero errors, every
 answered question cited, memory growth under 10%.
@@ -20,6 +25,7 @@ import json
 import os
 import random
 import re
+import secrets
 import shutil
 import socket
 import sys
@@ -37,6 +43,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # a loopback test ca
 ROOT = Path(__file__).resolve().parent.parent
 MAX_GROWTH = 0.10
 REQUEST_TIMEOUT_S = 120
+MODEL = "corpusqa"  # the default collection's model id on /v1/models
 
 
 @dataclass
@@ -92,13 +99,40 @@ def is_cited(result: dict) -> bool:
     )
 
 
-def ask_all(client, share: list[dict], tally: Tally, start: threading.Barrier) -> None:
-    """One client thread asking its questions one after another."""
+def ask_gradio(client, query: dict) -> dict:
+    """The `ask` API's answer: the JSON of `rag ask --json` (answer, abstained, citations)."""
+    return client.predict(query["question"], query["history"] or None, api_name="/ask")
+
+
+def v1_messages(query: dict) -> list[dict]:
+    """The question as chat messages: earlier questions of a follow-up first, then it."""
+    return [{"role": "user", "content": text} for text in [*query["history"], query["question"]]]
+
+
+def ask_v1(client, query: dict) -> dict:
+    """A non-streamed chat completion as {answer, abstained, citations}; non-200 raises.
+
+    The citations are a field beyond OpenAI's on the message (openai's models keep extras in
+    model_extra); a reply abstained when its content is the abstention sentence.
+    """
+    from rag import ABSTAIN_SENTENCE
+
+    raw = client.chat.completions.with_raw_response.create(model=MODEL, messages=v1_messages(query))
+    if raw.status_code != 200:
+        raise RuntimeError(f"HTTP {raw.status_code}: {raw.text()[:200]}")
+    message = raw.parse().choices[0].message
+    content = message.content or ""
+    citations = (message.model_extra or {}).get("citations") or []
+    return {"answer": content, "citations": citations, "abstained": content == ABSTAIN_SENTENCE}
+
+
+def ask_all(ask, client, share: list[dict], tally: Tally, start: threading.Barrier) -> None:
+    """One client thread asking its questions one after another (ask: ask_gradio or ask_v1)."""
     start.wait()
     for query in share:
         started = time.perf_counter()
         try:
-            result = client.predict(query["question"], query["history"] or None, api_name="/ask")
+            result = ask(client, query)
         except Exception as exc:  # every failure is counted, none stops the run
             with tally.lock:
                 tally.errors.append(f"{query['id']}: {type(exc).__name__}: {exc}"[:300])
@@ -115,12 +149,12 @@ def ask_all(client, share: list[dict], tally: Tally, start: threading.Barrier) -
                 tally.unanswerable_answered += not query["answerable"]
 
 
-def run_clients(clients: list, shares: list[list[dict]]) -> tuple[Tally, float]:
+def run_clients(ask, clients: list, shares: list[list[dict]]) -> tuple[Tally, float]:
     """One thread per client, all released at once; returns the tally and the wall time (s)."""
     tally = Tally()
     start = threading.Barrier(len(clients) + 1)
     threads = [
-        threading.Thread(target=ask_all, args=(client, share, tally, start), daemon=True)
+        threading.Thread(target=ask_all, args=(ask, client, share, tally, start), daemon=True)
         for client, share in zip(clients, shares, strict=True)
     ]
     for thread in threads:
@@ -133,6 +167,59 @@ def run_clients(clients: list, shares: list[list[dict]]) -> tuple[Tally, float]:
     if any(thread.is_alive() for thread in threads):
         tally.errors.append("some clients did not finish before the deadline")
     return tally, time.perf_counter() - began
+
+
+def launch_gradio(pipeline, *, limit: int, port: int) -> tuple[str, object]:
+    """The chat app launched on port (queue limit 8); its URL and the app (for close())."""
+    from ui.app import build_app, launch_kwargs
+
+    app = build_app(pipeline, upload_limit_bytes=limit)
+    app.queue(default_concurrency_limit=8)
+    app.launch(
+        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+        **launch_kwargs(upload_limit_bytes=limit),
+    )  # fmt: skip
+    return f"http://127.0.0.1:{port}/", app
+
+
+class UvicornThread:
+    """What `python -m ui` serves (the chat on the FastAPI app with /v1), in a thread."""
+
+    def __init__(self, pipeline, *, api_key: str, limit: int, port: int) -> None:
+        """Start uvicorn on 127.0.0.1:port and wait until it accepts requests."""
+        import uvicorn
+
+        from ui.openai_api import serve_app
+
+        app = serve_app(pipeline, api_key=api_key, upload_limit_bytes=limit)
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        """Stop serving and wait for the thread."""
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+def v1_clients(server: str, *, api_key: str, count: int) -> list:
+    """count openai clients of server/v1 (no retries: every failure counts), model checked."""
+    from openai import OpenAI
+
+    clients = [
+        OpenAI(base_url=f"{server}/v1", api_key=api_key, timeout=REQUEST_TIMEOUT_S, max_retries=0)
+        for _ in range(count)
+    ]
+    served = [model.id for model in clients[0].models.list()]
+    if MODEL not in served:
+        raise RuntimeError(f"/v1/models lists {served}, not {MODEL!r}")
+    return clients
 
 
 class RssSampler(threading.Thread):
@@ -158,6 +245,12 @@ class RssSampler(threading.Thread):
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m tests.stress_load`."""
     parser = argparse.ArgumentParser(prog="python -m tests.stress_load", description=__doc__)
+    parser.add_argument(
+        "--api",
+        choices=("gradio", "v1"),
+        default="gradio",
+        help="gradio: gradio_client on the `ask` API; v1: openai clients on /v1/chat/completions",
+    )
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--questions", type=int, default=25, help="questions per client")
     parser.add_argument("--seed", type=int, default=7)
@@ -170,7 +263,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from index import IndexConfig, embedder_for, update_index
     from rag import Config, Pipeline
-    from ui.app import build_app, launch_kwargs
 
     workdir = Path(tempfile.mkdtemp(prefix="stress-"))
     app = None
@@ -183,14 +275,13 @@ def main(argv: list[str] | None = None) -> int:
         update_index(config.index, progress=False, embedder=embedder)
         pipeline = Pipeline(config, embedder=embedder)
         limit = 20 * 1024 * 1024
-        app = build_app(pipeline, upload_limit_bytes=limit)
-        app.queue(default_concurrency_limit=8)
         port = free_port()
-        app.launch(
-            server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-            **launch_kwargs(upload_limit_bytes=limit),
-        )  # fmt: skip
-        url = f"http://127.0.0.1:{port}/"
+        if args.api == "v1":
+            api_key = secrets.token_urlsafe(16)
+            app = UvicornThread(pipeline, api_key=api_key, limit=limit, port=port)
+            url = f"http://127.0.0.1:{port}"
+        else:
+            url, app = launch_gradio(pipeline, limit=limit, port=port)
 
         queries = load_queries(args.queries)
         rng = random.Random(args.seed)
@@ -200,28 +291,33 @@ def main(argv: list[str] | None = None) -> int:
             rng.shuffle(order)
             shares.append([order[i % len(order)] for i in range(args.questions)])
 
-        from gradio_client import Client
+        if args.api == "v1":
+            ask = ask_v1
+            clients = v1_clients(url, api_key=api_key, count=args.clients)
+        else:
+            from gradio_client import Client
 
-        clients = [
-            Client(
-                url,
-                verbose=False,
-                analytics_enabled=False,
-                httpx_kwargs={"timeout": REQUEST_TIMEOUT_S},
-            )
-            for _ in range(args.clients)
-        ]
+            ask = ask_gradio
+            clients = [
+                Client(
+                    url,
+                    verbose=False,
+                    analytics_enabled=False,
+                    httpx_kwargs={"timeout": REQUEST_TIMEOUT_S},
+                )
+                for _ in range(args.clients)
+            ]
         # Warm-up: one full round of the same load on the same clients, then the baseline. The
         # first rounds fill malloc arenas, thread pools and tokenizer/BLAS caches (RSS went
         # 983 -> 1048 -> 1069 -> 1082 -> 1089 MB over rounds of 400 questions, then +0-1%).
         cold = rss_mb()
         warmup = args.questions if args.warmup is None else args.warmup
-        warm, _ = run_clients(clients, [(share * 2)[:warmup] for share in shares])
+        warm, _ = run_clients(ask, clients, [(share * 2)[:warmup] for share in shares])
         gc.collect()
         before = rss_mb()
         sampler = RssSampler()
         sampler.start()
-        tally, wall = run_clients(clients, shares)
+        tally, wall = run_clients(ask, clients, shares)
         sampler.stop.set()
         sampler.join()
         gc.collect()
@@ -272,7 +368,10 @@ def main(argv: list[str] | None = None) -> int:
         ("RSS growth", f"{growth:+.1%}", f"< {MAX_GROWTH:.0%}"),
     ]
     out = sys.stdout
-    out.write(f"\nLoad test over /ask on {url} (queue concurrency limit 8)\n")
+    if args.api == "v1":
+        out.write(f"\nLoad test over /v1/chat/completions (model {MODEL}) on {url}\n")
+    else:
+        out.write(f"\nLoad test over /ask on {url} (queue concurrency limit 8)\n")
     out.write(f"{'metric':32s} {'value':>14s}   target\n{'-' * 66}\n")
     for name, value, target in rows:
         out.write(f"{name:32s} {value:>14s}   {target}\n")

@@ -84,7 +84,7 @@ def test_no_short_answer_line_without_one():
     ],
 )  # fmt: skip
 def test_source_preview_shows_the_cited_sentences(highlights, text, preview):
-    assert cli.cited_preview(cite(highlights, text)) == preview
+    assert cite(highlights, text).preview() == preview
 
 
 @pytest.mark.parametrize(

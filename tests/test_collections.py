@@ -518,3 +518,18 @@ def test_api_without_collections_serves_the_default_only(pipelines):
         assert reply.status_code == 404
         reply = http.post("/api/ask", json={"question": HARBOUR_Q, "collection": "default"})
         assert {c["source"] for c in reply.json()["citations"]} <= set(BETA)
+
+
+def test_each_opened_collection_is_watched_when_asked(two_collections, pipelines):
+    from rag.collections import CollectionPipelines
+    from rag.library import _state, stop_watching
+
+    data, _ = two_collections
+    watched = CollectionPipelines(data, pipelines["alpha"], watch_every=60.0)
+    beta = watched.get("beta")
+    try:
+        assert _state(beta).watcher is not None and _state(beta).watcher.running
+    finally:
+        stop_watching(beta)
+    unwatched = CollectionPipelines(data, pipelines["alpha"]).get("beta")
+    assert _state(unwatched).watcher is None

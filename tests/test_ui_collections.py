@@ -6,11 +6,14 @@ python -m pytest -q tests/test_ui_collections.py
 
 from __future__ import annotations
 
+import gradio as gr
 import pytest
 
 from rag.collections import CollectionPipelines, config_for, create_or_update
 from rag.conversations import REMOVED_KEY, REMOVED_NOTE, ConversationStore
+from rag.library import library_view
 from ui.app import (
+    api_answer,
     ask_empty,
     ask_remove,
     build_app,
@@ -142,6 +145,16 @@ def test_the_file_filter_restricts_citations(pipeline, collections, store):
     }
 
 
+def test_the_ask_endpoint_takes_a_collection(pipeline, collections):
+    island = {"lighthouse.txt", "ferry.txt"}
+    data = api_answer(pipeline, ASK_B, None, collections=collections, name="island")
+    assert data["citations"] and {c["source"] for c in data["citations"]} <= island
+    default = api_answer(pipeline, ASK_DEFAULT, None, collections=collections, name=None)
+    assert not {c["source"] for c in default["citations"]} & island
+    with pytest.raises(gr.Error, match="unknown collection"):
+        api_answer(pipeline, ASK_B, None, collections=collections, name="gone")
+
+
 def test_reopening_a_conversation_of_another_collection_switches_the_selector(
     pipeline, collections, store
 ):
@@ -170,6 +183,8 @@ def test_forgetting_a_removed_document_marks_saved_citations(private_pipeline, s
     assert box["visible"] and "document removed" in text and pending["forget"] is True
     _, _, message, *_ = confirm_action(private_pipeline, pending=pending, store=store)
     assert "Moved" in message and "now show “document removed”" in message
+    assert "Deleted from the trash too" in message
+    assert source not in {e.source for e in library_view(private_pipeline).trash}
     stored = store.get(cid, "").turns[0].answer["citations"]
     assert all(REMOVED_KEY in c for c in stored if c["source"] == source)
     shown = reopen_conversation(private_pipeline, store, owner="", conversation_id=cid)

@@ -128,7 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     from ui.openai_api import serve_app
 
     limit = int(args.upload_mb * 1024 * 1024)
-    collections = CollectionPipelines(data_folder(args.index, env), pipeline)
+    collections = CollectionPipelines(
+        data_folder(args.index, env), pipeline, watch_every=max(0.0, args.watch_seconds)
+    )
     app = serve_app(
         pipeline, api_key=api_key, auth=auth, upload_limit_bytes=limit, collections=collections
     )

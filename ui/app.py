@@ -416,6 +416,10 @@ def confirm_action(
                 f"Index: {escape_markdown(removal.report.summary())}"
             )
             if pending.get("forget"):
+                # Forgotten everywhere: not kept in the trash either (the index and its
+                # stored text dropped it with the update).
+                empty(pipeline, ids=[removal.entry.id])
+                message += " Deleted from the trash too."
                 sources = [removal.entry.source]
                 message += forget_everywhere(store, sources, collection=collection)
         elif action == "empty":
@@ -614,9 +618,17 @@ def _turn_steps(
     yield (chat, source_cards(answer), status, [*questions, message], cited), answer
 
 
-def api_answer(pipeline: Pipeline, question: str, history: list[str] | None) -> dict:
-    """The `ask` endpoint: the same JSON as `python -m rag ask --json`."""
+def api_answer(
+    pipeline: Pipeline,
+    question: str,
+    history: list[str] | None,
+    *,
+    collections: CollectionPipelines | None = None,
+    name: str | None = None,
+) -> dict:
+    """The `ask` endpoint: the same JSON as `python -m rag ask --json`, in collection name."""
     try:
+        pipeline = pick_pipeline(pipeline, collections, name)
         earlier = [h for h in (history or []) if isinstance(h, str)]
         follow_disk(pipeline)  # answer from the generation on disk, also after `rag index`
         return pipeline.ask(question, history=earlier).to_dict()
@@ -1132,8 +1144,8 @@ def _documents_panel(limit_bytes: int) -> dict:
                     elem_id="cqa-remove-choice",
                 )  # fmt: skip
                 c["forget"] = gr.Checkbox(
-                    False, label="Also forget it in saved conversations (their citations show "
-                    "“document removed”)", elem_id="cqa-forget",
+                    False, label="Forget it everywhere: delete it from the trash too, and saved "
+                    "conversations show its citations as “document removed”", elem_id="cqa-forget",
                 )  # fmt: skip
                 c["remove"] = gr.Button("Remove…", variant="stop", elem_id="cqa-remove")
                 c["rescan"] = gr.Button(
@@ -1653,9 +1665,11 @@ def build_app(
     if store is None:
         store = open_conversations(conversations_file or conversations_path(pipeline))
 
-    def api_ask(question: str, history: list[str] | None = None) -> dict:
-        """Answer a question (with optional earlier questions) as `rag ask --json` does."""
-        return api_answer(pipeline, question, history)
+    def api_ask(
+        question: str, history: list[str] | None = None, collection: str | None = None
+    ) -> dict:
+        """Answer a question (earlier questions, a collection optional) as `rag ask --json`."""
+        return api_answer(pipeline, question, history, collections=collections, name=collection)
 
     def ingest() -> dict:
         """Background indexing (uploads, folder changes): state, stage, done/total, message."""

@@ -182,9 +182,7 @@ def sources_markdown(answer: Answer, *, notes: dict[int, str] | None = None) -> 
     for c in answer.citations:
         date = f", {c.date}" if c.date else ""
         date += f", {c.locator}" if c.locator else ""
-        quote = " ".join(c.text.split())
-        if len(quote) > 300:
-            quote = quote[:297] + "..."
+        quote = c.preview()  # the sentences it was cited for
         note = (notes or {}).get(c.n)
         warn = f"  \n⚠️ _{escape_markdown(note)}_" if note else ""
         lines.append(
