@@ -270,3 +270,32 @@ def test_the_selector_in_a_browser(collections, pipeline, tmp_path_factory):
             browser.close()
     finally:
         app.close()
+
+
+def test_the_served_json_endpoints_take_a_collection(pipeline, collections, tmp_path):
+    import socket
+
+    from gradio_client import Client
+
+    from ui.app import launch_kwargs
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    app = build_app(pipeline, collections=collections, conversations_file=tmp_path / "c.sqlite3")
+    app.launch(
+        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+        **launch_kwargs(upload_limit_bytes=200_000),
+    )  # fmt: skip
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        island = client.predict("island", api_name="/documents")
+        assert {d["source"] for d in island["documents"]} == {"lighthouse.txt", "ferry.txt"}
+        default = client.predict(api_name="/documents")
+        assert "lighthouse.txt" not in {d["source"] for d in default["documents"]}
+        answer = client.predict(ASK_B, None, "island", api_name="/ask")
+        assert {c["source"] for c in answer["citations"]} <= {"lighthouse.txt", "ferry.txt"}
+        with pytest.raises(Exception, match="unknown collection"):
+            client.predict("gone", api_name="/documents")
+    finally:
+        app.close()

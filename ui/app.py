@@ -1279,24 +1279,33 @@ def _wire_documents(
     ).then(refilter, selector, files_filter, **private)  # fmt: skip
 
 
-def _wire_api(pipeline: Pipeline) -> None:
-    """JSON endpoints for scripts; each change names its file, nothing has a default."""
+def _wire_api(pipeline: Pipeline, collections: CollectionPipelines | None = None) -> None:
+    """JSON endpoints for scripts; each change names its file, nothing has a default.
 
-    def documents() -> dict:
+    Each takes an optional collection name last (the default collection without one).
+    """
+
+    def chosen(collection: str | None) -> Pipeline:
+        try:
+            return pick_pipeline(pipeline, collections, collection)
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from exc
+
+    def documents(collection: str | None = None) -> dict:
         """The documents, counts, files not indexed and the trash, from the index on disk."""
-        return api_documents(pipeline)
+        return api_documents(chosen(collection))
 
-    def remove_document(source: str) -> dict:
+    def remove_document(source: str, collection: str | None = None) -> dict:
         """Move the named document (its corpus path, e.g. "notes.txt") to the trash."""
-        return api_remove(pipeline, source=source)
+        return api_remove(chosen(collection), source=source)
 
-    def restore_document(trash_id: str) -> dict:
+    def restore_document(trash_id: str, collection: str | None = None) -> dict:
         """Put a trash entry (its id, from `documents`) back into the corpus."""
-        return api_restore(pipeline, trash_id=trash_id)
+        return api_restore(chosen(collection), trash_id=trash_id)
 
-    def empty_trash(confirm: bool) -> dict:
+    def empty_trash(confirm: bool, collection: str | None = None) -> dict:
         """Delete every file in the trash for good; confirm must be true."""
-        return api_empty_trash(pipeline, confirm=confirm)
+        return api_empty_trash(chosen(collection), confirm=confirm)
 
     library = {"concurrency_limit": 1, "concurrency_id": "library"}
     gr.api(documents, api_name="documents")
@@ -1697,7 +1706,7 @@ def build_app(
         _wire_ingest(pipeline, collections, c, panel)
         gr.api(api_ask, api_name="ask", concurrency_limit=8)
         gr.api(ingest, api_name="ingest")
-        _wire_api(pipeline)
+        _wire_api(pipeline, collections)
     if watch_seconds:
         watch_corpus(pipeline, every=watch_seconds)
     return app
