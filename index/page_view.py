@@ -308,3 +308,38 @@ if __name__ == "__main__":
     )
     Path(target).write_bytes(png)
     sys.stdout.write(f"{target}: {len(png)} bytes, page {number} of {page_count(Path(source))}\n")
+
+
+def forget_ocr_pages(
+    path: Path, pages: Sequence[int], *, cache_dir: Path | str, version: str
+) -> int:
+    """Delete the OCR cache entries of those pages (1-based) of a PDF or image; how many.
+
+    The cache is keyed by the page image, so each page is rendered again as the reader
+    rendered it for OCR; pages whose entry is gone already are skipped.
+    """
+    cache = OcrCache(cache_dir)
+    rendered = []
+    with _as_value_error(path):
+        if path.suffix.lower() in IMAGE_EXTENSIONS:
+            with open_image(path) as image:
+                count = min(frame_count(image), MAX_FRAMES)
+                for page in sorted(set(pages)):
+                    if 1 <= page <= count:
+                        rendered.append(Rendered(frame_image(image, index=page - 1), 1.0))
+        else:
+            with PDFIUM_LOCK:
+                document = open_pdf(path)
+                try:
+                    for page in sorted(set(pages)):
+                        if 1 <= page <= len(document):
+                            rendered.append(render_for_ocr(document, index=page - 1))
+                finally:
+                    document.close()
+    deleted = 0
+    for page in rendered:
+        entry = cache.path(cache_key(page.image, scale=page.scale, version=version))
+        if entry.is_file():
+            entry.unlink()
+            deleted += 1
+    return deleted

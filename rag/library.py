@@ -731,3 +731,36 @@ def stop_watching(pipeline: Pipeline) -> None:
         watcher, _state_unlocked(pipeline).watcher = _state_unlocked(pipeline).watcher, None
     if watcher is not None:
         watcher.stop()
+
+
+def ocr_pages(pipeline: Pipeline, source: str) -> list[int]:
+    """Pages (1-based) of an indexed document whose text was recognised by OCR."""
+    from index.document_store import get_document
+
+    entry = pipeline.index.manifest.get("documents", {}).get(source)
+    if not isinstance(entry, dict) or not entry.get("text_key"):
+        return []
+    try:
+        stored = get_document(pipeline.config.index.index_dir, str(entry["text_key"]))
+    except (OSError, ValueError):
+        return []
+    return sorted({s.number for s in stored.segments if s.ocr and s.number > 0})
+
+
+def forget_ocr(pipeline: Pipeline, path: Path, pages: Sequence[int]) -> int:
+    """Delete a file's pages from the OCR cache (before the file itself goes); how many."""
+    if not pages:
+        return 0
+    from index.page_view import forget_ocr_pages
+    from index.readers import ocr_engine
+
+    engine = ocr_engine(pipeline.config.index.ocr_language)
+    if engine is None:
+        return 0
+    try:
+        return forget_ocr_pages(
+            path, pages, cache_dir=pipeline.config.index.ocr_cache_dir, version=engine.version
+        )
+    except (OSError, ValueError) as exc:
+        logger.warning("could not clear the OCR cache of %s: %s", path.name, exc)
+        return 0

@@ -457,3 +457,23 @@ def test_text_is_cut_at_max_chars_with_a_note(tmp_path):
     got = read_pdf(path, limits=ReadLimits(max_chars=100), ocr=None)
     assert len(got.text) == 100 and got.segments[-1].end == 100
     assert any("cut at 100 characters" in note for note in got.notes)
+
+
+@needs_ocr
+def test_forgetting_a_scan_clears_its_pages_from_the_ocr_cache(tmp_path, limits):
+    from pathlib import Path
+
+    from index.page_view import forget_ocr_pages
+
+    path = write(tmp_path, "scan.pdf", build_pdf([text_image(lines) for lines in SCAN_PAGES]))
+    read_pdf(path, limits=limits, ocr=ENGINE)
+    cache = Path(limits.ocr_cache_dir)
+    cached = sorted(cache.rglob("*.json"))
+    assert len(cached) == len(SCAN_PAGES)
+    gone = forget_ocr_pages(path, [2], cache_dir=cache, version=ENGINE.version)
+    assert gone == 1 and len(sorted(cache.rglob("*.json"))) == len(SCAN_PAGES) - 1
+    rest = range(1, len(SCAN_PAGES) + 1)
+    assert forget_ocr_pages(path, rest, cache_dir=cache, version=ENGINE.version) == 2
+    assert not list(cache.rglob("*.json"))
+    # Another engine's version names other entries; a page past the end is ignored.
+    assert forget_ocr_pages(path, [1, 99], cache_dir=cache, version="tesseract-0") == 0

@@ -6,6 +6,8 @@ python -m pytest -q tests/test_ui_collections.py
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gradio as gr
 import pytest
 
@@ -299,3 +301,37 @@ def test_the_served_json_endpoints_take_a_collection(pipeline, collections, tmp_
             client.predict("gone", api_name="/documents")
     finally:
         app.close()
+
+
+def test_forgetting_a_scan_clears_the_ocr_cache_and_the_trash(tmp_path, embedder):
+    import io
+    import shutil
+
+    from index import IndexConfig, update_index
+    from index.ocr import find_ocr
+    from rag import Config, Pipeline
+    from rag.library import ocr_pages
+    from tests.scan_fixture import text_image
+
+    if find_ocr(language="eng") is None:
+        pytest.skip("tesseract-ocr / tesseract-ocr-eng missing")
+    corpus = tmp_path / "corpus"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "corpus", corpus)
+    picture = io.BytesIO()
+    text_image(["The lighthouse keeper logged", "nineteen storms in March."]).save(picture, "PNG")
+    (corpus / "log.png").write_bytes(picture.getvalue())
+    cache = tmp_path / "ocr-cache"
+    config = Config(
+        index=IndexConfig(
+            corpus_dir=corpus, index_dir=tmp_path / "index", trash_dir=tmp_path / "trash",
+            ocr_cache_dir=cache,
+        )
+    )  # fmt: skip
+    update_index(config.index, progress=False, embedder=embedder)
+    pipeline = Pipeline(config, embedder=embedder)
+    assert ocr_pages(pipeline, "log.png") == [1] and list(cache.rglob("*.json"))
+    _, _, _, pending, _, *_ = ask_remove(pipeline, source="log.png", forget=True)
+    _, _, message, *_ = confirm_action(pipeline, pending=pending, store=None)
+    assert "1 page(s) from the OCR cache" in message, message
+    assert not list(cache.rglob("*.json"))
+    assert "log.png" not in {e.source for e in library_view(pipeline).trash}

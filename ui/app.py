@@ -57,10 +57,12 @@ from rag.library import (
     check_removable,
     empty,
     follow_disk,
+    forget_ocr,
     ingest_status,
     library_view,
     list_documents,
     list_trashed,
+    ocr_pages,
     remove,
     restore,
     start_refresh,
@@ -410,16 +412,21 @@ def confirm_action(
     collection = (pending or {}).get("collection") or CHAT_COLLECTION
     try:
         if action == "remove":
+            forget = bool(pending.get("forget"))
+            pages = ocr_pages(pipeline, pending["target"]) if forget else []
             removal = remove(pipeline, pending["target"])
             message = (
                 f"Moved {escape_markdown(removal.entry.source)} to the trash. "
                 f"Index: {escape_markdown(removal.report.summary())}"
             )
-            if pending.get("forget"):
+            if forget:
                 # Forgotten everywhere: not kept in the trash either (the index and its
                 # stored text dropped it with the update).
+                cleared = forget_ocr(pipeline, removal.entry.path, pages)
                 empty(pipeline, ids=[removal.entry.id])
-                message += " Deleted from the trash too."
+                message += " Deleted from the trash too" + (
+                    f", and {cleared} page(s) from the OCR cache." if cleared else "."
+                )
                 sources = [removal.entry.source]
                 message += forget_everywhere(store, sources, collection=collection)
         elif action == "empty":
