@@ -18,13 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from index.onnx_export import quantize_int8, trace_to_onnx
+from index.onnx_export import INPUT_NAMES, quantize_int8, trace_to_onnx
 
 logger = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
 READER_DIR = ROOT / "rag" / "reader_model"
-INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 TOKENIZER_FILES = (
     "tokenizer.json",
     "tokenizer_config.json",
@@ -41,7 +40,7 @@ def _probe(tokenizer) -> dict[str, np.ndarray]:
     enc = tokenizer(
         [q for q, _ in PROBES], [c for _, c in PROBES], padding=True, return_tensors="np"
     )
-    return {name: enc[name].astype(np.int64) for name in INPUTS}
+    return {name: enc[name].astype(np.int64) for name in INPUT_NAMES}
 
 
 def _export_fp32(checkpoint: Path, target: Path, probe: dict[str, np.ndarray]) -> np.ndarray:

@@ -139,14 +139,24 @@ def write_query_set(queries: list[Query], path: Path) -> None:
             handle.write(json.dumps(query_to_dict(query), ensure_ascii=False) + "\n")
 
 
+def load_squad(path: Path) -> dict:
+    """The decoded SQuAD file; ValueError when it is missing or not JSON."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"SQuAD file not found: {path}") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON: {exc}") from None
+
+
 def prepare(squad_path: Path, data_dir: Path) -> tuple[Path, Path, list[Query]]:
     """Convert a SQuAD file into data_dir/corpus and data_dir/queries.jsonl."""
-    try:
-        data = json.loads(Path(squad_path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ValueError(f"SQuAD file not found: {squad_path}") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{squad_path} is not valid JSON: {exc}") from None
+    corpus_dir, queries_path, queries, _ = prepare_data(load_squad(squad_path), data_dir)
+    return corpus_dir, queries_path, queries
+
+
+def prepare_data(data: Mapping, data_dir: Path) -> tuple[Path, Path, list[Query], list[Paragraph]]:
+    """Write decoded SQuAD data as the corpus and query set; also return its paragraphs."""
     paragraphs, queries = parse_squad(data)
     corpus_dir = data_dir / "corpus"
     counts = write_corpus(paragraphs, corpus_dir)
@@ -157,7 +167,7 @@ def prepare(squad_path: Path, data_dir: Path) -> tuple[Path, Path, list[Query]]:
         len(paragraphs), counts["written"], counts["unchanged"], counts["removed"],
         len(queries), data_dir,
     )  # fmt: skip
-    return corpus_dir, queries_path, queries
+    return corpus_dir, queries_path, queries, paragraphs
 
 
 def article_folders(data: Mapping, titles: set[str]) -> set[str]:
@@ -261,15 +271,6 @@ def comparison_text(metrics_by_method: Mapping[str, Mapping]) -> str:
     return text_table(COMPARISON_HEADER, comparison_rows(metrics_by_method))
 
 
-def _load(path: Path) -> dict:
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ValueError(f"SQuAD file not found: {path}") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path} is not valid JSON: {exc}") from None
-
-
 def _abstention(args, data: dict, paragraphs, queries, held_out: set[str]) -> None:
     from eval.squad_abstention import run_abstention, write_outputs
     from eval.train_reader import load_split
@@ -318,9 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(args)
     try:
-        data = _load(args.path)
-        corpus_dir, queries_path, queries = prepare(args.path, args.data)
-        paragraphs, _ = parse_squad(data)
+        data = load_squad(args.path)
+        corpus_dir, queries_path, queries, paragraphs = prepare_data(data, args.data)
         chosen, folders = select_articles(data, queries, args.articles)
         if args.abstention:
             _abstention(args, data, paragraphs, queries, folders)

@@ -185,11 +185,12 @@ def train(squad: Path, work: Path, *, seed: int, epochs: int, batch_size: int, l
     from tqdm import tqdm
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
+    from eval.squad import load_squad
     from index.embedding import packaged_model_path
 
     torch.manual_seed(seed)
     split = load_split()
-    data = json.loads(squad.read_text(encoding="utf-8"))
+    data = load_squad(squad)
     examples = training_examples(data, set(split["train"]), seed=seed)
     base = packaged_model_path("all-MiniLM-L6-v2")
     tokenizer = AutoTokenizer.from_pretrained(base)

@@ -120,6 +120,14 @@ def test_best_span_stays_inside_the_context_and_length(reader):
     end = np.array([9.0, 0.0, 0.0, 0.0, 4.0, 0.0], dtype=np.float32)
     score, i, j = reader._best_span(start, end, (2, 5))  # [CLS] and others outside
     assert (score, i, j) == (9.0, 0, 2)  # tokens 2..4 of the sequence
+    # A start and an end further apart than MAX_ANSWER_TOKENS never make a span.
+    from rag.reader import MAX_ANSWER_TOKENS
+
+    n = MAX_ANSWER_TOKENS + 10
+    start, end = np.zeros(n, np.float32), np.zeros(n, np.float32)
+    start[0], end[n - 1], end[3] = 9.0, 9.0, 1.0
+    score, i, j = reader._best_span(start, end, (0, n))
+    assert (i, j) == (0, 3) and score == 10.0
 
 
 def test_long_passages_are_read_in_overlapping_windows(reader):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from eval.queries import Query
 from eval.squad import article_folders, parse_squad, select_articles
 from eval.squad_abstention import AbstentionCase, split_articles, summarize
 from eval.train_reader import load_split
@@ -76,7 +75,3 @@ def test_summary_counts_recall_and_false_abstention():
     assert s["false_abstention_when_hit@5"] == 0.0
     lo, hi = s["abstain_recall_ci95"]
     assert lo < 2 / 3 < hi
-
-
-def test_query_kind_is_kept():
-    assert Query("x", "q?", (), (), answerable=False, kind="off-topic").kind == "off-topic"
