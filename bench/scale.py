@@ -1,6 +1,7 @@
 """Synthetic scale run: build time, memory and query latency at 10k, 100k and 1M chunks.
 
     python -m bench.scale --sizes 10000 100000 1000000 [--index data/bench/index]
+    python -m bench.scale --real [--sizes 100000 1000000]   # the real system: bench/scale_real.py
 
 Vectors: real MiniLM embeddings of the SQuAD index's chunks, each copy perturbed with Gaussian
 noise and re-normalised (so the data keeps the clustered shape of real text, which random
@@ -22,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from index import CorpusIndex, IndexConfig, embedder_for
-from index.stores import BM25Store, FaissVectorStore
+from index import CorpusIndex, IndexConfig, TermStats, analyzer, embedder_for
+from index.segments import Postings, dense_index, top_k
 from rag.retrieve import rrf_fuse
 
 logger = logging.getLogger("bench.scale")
@@ -66,6 +67,39 @@ def synthetic(
     return vectors, texts
 
 
+class DenseEngine:
+    """The embedded engine's FAISS index of one segment, searched as the store searches it."""
+
+    def __init__(self, vectors: np.ndarray, kind: str) -> None:
+        config = IndexConfig()
+        settings = {"type": kind, "M": config.hnsw_m, "ef_search": config.hnsw_ef_search}
+        self.index = dense_index(vectors, settings)
+
+    def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (rows, scores)."""
+        scores, rows = self.index.search(query.reshape(1, -1).astype(np.float32), k)
+        return rows[0], scores[0]
+
+
+class LexicalEngine:
+    """The embedded engine's BM25 postings of one segment, with the index's term statistics."""
+
+    def __init__(self, texts: list[str]) -> None:
+        tokens = [analyzer().tokenize(t) for t in texts]
+        self.postings = Postings.build(tokens)
+        self.stats = TermStats.of(tokens)
+        lengths = np.asarray(self.postings.lengths, dtype=np.float32)
+        self.norm = 1.2 * (1 - 0.75 + 0.75 * lengths / self.stats.average_length)
+
+    def search(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (rows, scores); empty when no term matches."""
+        scores = self.postings.scores(self.stats.idf(analyzer().tokenize(query)), self.norm)
+        if scores is None:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        rows = np.flatnonzero(scores)
+        return top_k(rows, scores[rows].astype(np.float32), k)
+
+
 def time_queries(fn, queries, repeat: int = 1) -> list[float]:
     """Wall time of fn(q) for each query."""
     out = []
@@ -84,13 +118,13 @@ def run_size(n: int, base, sentences, query_vectors, query_texts, *, seed: int) 
     row: dict = {"chunks": n}
     rss0 = rss_mb()
     t = time.perf_counter()
-    flat = FaissVectorStore(vectors, kind="flat")
+    flat = DenseEngine(vectors, "flat")
     row["flat_build_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    hnsw = FaissVectorStore(vectors, kind="hnsw")
+    hnsw = DenseEngine(vectors, "hnsw")
     row["hnsw_build_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    bm25 = BM25Store(texts)
+    bm25 = LexicalEngine(texts)
     row["bm25_build_s"] = time.perf_counter() - t
     row["rss_mb"] = rss_mb()
     row["rss_added_mb"] = row["rss_mb"] - rss0
@@ -152,8 +186,17 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of `python -m bench.scale`."""
+    """Entry point of `python -m bench.scale` (`--real`: bench/scale_real.py takes over)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--real" in argv:
+        from bench import scale_real
+
+        return scale_real.main([a for a in argv if a != "--real"])
     parser = argparse.ArgumentParser(prog="python -m bench.scale")
+    parser.add_argument(
+        "--real", action="store_true",
+        help="measure the real system (update_index, Pipeline) instead: see bench/scale_real.py",
+    )  # fmt: skip
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--index", default="data/bench/index", help="a built SQuAD index")
     parser.add_argument("--queries", default="data/bench/squad/queries.jsonl")
@@ -168,8 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         sys.stderr.write(f"error: {exc}\nbuild the SQuAD index first: python -m bench.run\n")
         return 2
-    base = np.array(source.vectors.vectors, dtype=np.float32)
-    sentences = [s for c in source.chunks for s in re.split(r"(?<=[.!?])\s+", c.search_text) if s]
+    chunks = source.chunks_of()
+    base = source.store.vectors([c.id for c in chunks])
+    sentences = [s for c in chunks for s in re.split(r"(?<=[.!?])\s+", c.search_text) if s]
     rng = np.random.default_rng(args.seed)
     picked = [
         json.loads(lines[i])["question"]

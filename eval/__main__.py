@@ -9,7 +9,8 @@ through the chat's pipeline, prints the summary table and the breakdown by kind 
 and writes the JSON and Markdown report. --plots writes the abstention plots of the primary
 method (eval/plots.py) into DIR as <queries stem>-answerability.png and
 <queries stem>-abstention-pr.png, linked from the report. JSON shape: see eval/runner.py.
-Environment (read here only): RAG_CORPUS, RAG_INDEX, RAG_MODEL.
+Environment (read here only): RAG_CORPUS, RAG_INDEX, RAG_MODEL, RAG_STORE, RAG_MILVUS_URI,
+RAG_MILVUS_TOKEN.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from eval.queries import Query, check_sources, load_queries, select_queries
 from eval.runner import METHODS, PRIMARY_METHOD, EvalRun
 from index.config import DEFAULT_EMBEDDING_BACKEND, EMBEDDING_BACKENDS
 from rag.logs import error_line
+from rag.store_options import add_store_options, store_settings
 
 logger = logging.getLogger("eval")
 
@@ -32,6 +34,7 @@ logger = logging.getLogger("eval")
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by `python -m eval` and `python -m eval.squad`."""
     parser.add_argument("--index", help="index folder")
+    add_store_options(parser)
     parser.add_argument("--json", type=Path, help="write per-query results and metrics as JSON")
     parser.add_argument("--report", type=Path, help="write a Markdown report (+ PNG plots)")
     parser.add_argument(
@@ -89,8 +92,11 @@ def run_and_write(
     model = args.model or os.environ.get("RAG_MODEL") or None
     config = Config(
         index=IndexConfig(
-            corpus_dir=corpus_dir, index_dir=index_dir, embedding_backend=args.embedding_backend
-        ),
+            corpus_dir=corpus_dir,
+            index_dir=index_dir,
+            embedding_backend=args.embedding_backend,
+            **store_settings(args, os.environ),
+        ),  # fmt: skip
         model_path=Path(model) if model else None,
     )
     pipeline = open_for_eval(config, progress=not args.quiet)

@@ -250,7 +250,7 @@ def describe_config(config: Config, pipeline: Pipeline, *, methods: Sequence[str
         "corpus": str(config.index.corpus_dir),
         "index": str(config.index.index_dir),
         "documents": len(index.manifest.get("documents", {})),
-        "chunks": len(index.chunks),
+        "chunks": index.size,
         "embedding_model": config.index.embedding_model,
         "embedding_backend": config.index.embedding_backend,
         "chunk_tokens": config.index.chunk_tokens,

@@ -15,46 +15,47 @@ older ones are deleted.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
+from index.analyzer import ANALYZER, TermStats, analyzer
+from index.chrome import LineCounts
 from index.chunking import chunk_document
-from index.cleaning import extract_date, extract_title, find_boilerplate, line_key, segment
+from index.cleaning import extract_date, extract_title, segment
 from index.config import IndexConfig
 from index.corpus_index import (
-    CHUNKS_FILE,
     CURRENT_FILE,
     FORMAT_VERSION,
     MANIFEST_FILE,
-    Chunk,
     CorpusIndex,
     IndexLoadError,
+    IndexNeedsUpgrade,
     IndexNotFound,
-    IndexTooNew,
+    IndexProtected,
     current_generation,
-    file_sha256,
     manifest_checksum,
     read_manifest,
     verify_files,
+    verify_store_files,
 )
 from index.document_store import prune_documents, put_document
-from index.durable import folder_lock, fsync_path, fsync_tree
+from index.durable import file_sha256, folder_lock, fsync_path, fsync_tree
 from index.embedding import Embedder, check_embedder, embedder_for
 from index.extraction import hard_groups, locate
-from index.loaders import ParseFailure, RawDocument, Skipped, scan_corpus
+from index.loaders import RawDocument, Skipped
+from index.planning import UpdatePlan, failures_json, plan_update
 from index.progress import NO_CONTROL, BuildControl
-from index.stores import ANALYZER, BM25Store, FaissVectorStore
+from index.store import Chunk, StoreWriter, chunk_id
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +78,10 @@ class UpdateReport:
     # embed, write (stores, checksums, fsync, swap).
     stage_seconds: dict[str, float] = field(default_factory=dict)
     rebuilt_reason: str = ""
+    # "upgraded index format 2 to 3 (N chunks, vectors reused)" when the build upgraded it.
+    upgraded: str = ""
+    # Chunks of new or changed documents whose vectors were reused (same id, same text).
+    chunks_reused: int = 0
     wrote_generation: bool = False
     # Documents indexed in part: (source, what was left out).
     partial: list[Skipped] = field(default_factory=list)
@@ -92,37 +97,9 @@ class UpdateReport:
         )
         if self.rebuilt_reason:
             text += f"; full rebuild: {self.rebuilt_reason}"
+        if self.upgraded:
+            text += f"; {self.upgraded}"
         return text
-
-
-@dataclass
-class UpdatePlan:
-    """What the corpus holds now and how it differs from the live index."""
-
-    documents: list[RawDocument]
-    skipped: list[Skipped]
-    failures: dict[str, ParseFailure]
-    chrome: set[str]
-    fingerprints: dict[str, str]
-    previous: CorpusIndex | None
-    added: list[str]
-    changed: list[str]
-    removed: list[str]
-    kept: list[str]
-    rebuilt_reason: str = ""
-    # Indexed documents whose file could not be read this time for a reason that says
-    # nothing about it (unreadable now, parser cut off or crashed): their passages are kept.
-    carried: list[str] = field(default_factory=list)
-
-    @property
-    def unchanged(self) -> bool:
-        """True when the live index already matches the corpus (nothing to write)."""
-        if self.previous is None or self.added or self.changed or self.removed:
-            return False
-        manifest = self.previous.manifest
-        return manifest.get("skipped") == [[s.source, s.reason] for s in self.skipped] and (
-            manifest.get("parse_failures", {}) == _failures_json(self.failures)
-        )
 
 
 @dataclass
@@ -154,20 +131,13 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def _fingerprint(doc: RawDocument, chrome_in_doc: list[str], config: IndexConfig) -> str:
-    """Changes when the document's bytes, chrome lines, reader or chunking settings change."""
-    payload = json.dumps([doc.sha256, sorted(chrome_in_doc), config.chunking_params(), doc.reader])
-    return hashlib.sha256(payload.encode()).hexdigest()
-
-
-def _failures_json(failures: dict[str, ParseFailure]) -> dict[str, dict]:
-    return {source: f.to_json() for source, f in sorted(failures.items())}
-
-
-def load_previous(config: IndexConfig, *, rebuild: bool) -> tuple[CorpusIndex | None, str]:
+def load_previous(
+    config: IndexConfig, *, rebuild: bool, report: UpdateReport | None = None
+) -> tuple[CorpusIndex | None, str]:
     """The live index and '', or None and why a full rebuild is needed.
 
-    An index written by a newer version is never rebuilt over unless rebuild is asked for.
+    An index of an older format is upgraded first (vectors and texts reused). One written by
+    a newer version is never rebuilt over unless rebuild is asked for.
     """
     if rebuild:
         return None, "requested (--rebuild)"
@@ -175,83 +145,19 @@ def load_previous(config: IndexConfig, *, rebuild: bool) -> tuple[CorpusIndex | 
         return CorpusIndex.load(config), ""
     except IndexNotFound:
         return None, ""
-    except IndexTooNew:
+    except IndexProtected:
         raise
+    except IndexNeedsUpgrade:
+        from index.upgrade import upgrade_index
+
+        done = upgrade_index(config)
+        if report is not None:
+            report.upgraded = done
+        return load_previous(config, rebuild=False)
     except IndexLoadError as exc:
         # Any other load failure (a damaged CURRENT pointer included) means: rebuild.
         logger.warning("previous index unusable, rebuilding: %s", exc)
         return None, str(exc).split(";")[0]
-
-
-def plan_update(
-    config: IndexConfig,
-    *,
-    previous: CorpusIndex | None,
-    rebuilt_reason: str = "",
-    progress: bool = False,
-    control: BuildControl = NO_CONTROL,
-) -> UpdatePlan:
-    """Scan the corpus folder and sort its documents into added, changed, kept and removed."""
-    corpus_dir = Path(config.corpus_dir)
-    known = {}
-    if previous is not None:
-        known = {
-            s: ParseFailure.from_json(f)
-            for s, f in previous.manifest.get("parse_failures", {}).items()
-        }
-    scan = scan_corpus(
-        corpus_dir,
-        extensions=config.extensions,
-        max_bytes=config.max_file_bytes,
-        known_failures=known,
-        limits=config.read_limits(),
-        workers=config.parse_workers,
-        parse_seconds=config.parse_seconds,
-        progress=progress,
-        control=control,
-    )
-    if not scan.documents:
-        reasons = "; ".join(f"{s.source}: {s.reason}" for s in scan.skipped[:5])
-        raise ValueError(
-            f"no documents to index in {corpus_dir} (supported: {', '.join(config.extensions)})"
-            + (f"; skipped {reasons}" if reasons else "")
-        )
-    chrome = find_boilerplate(
-        (d.text for d in scan.documents),
-        min_repeats=config.boilerplate_min_repeats,
-        max_words=config.boilerplate_max_words,
-    )
-    fingerprints = {}
-    for doc in scan.documents:
-        present = {line_key(line) for line in doc.text.splitlines()} & chrome
-        fingerprints[doc.source] = _fingerprint(doc, sorted(present), config)
-    old_docs = previous.manifest["documents"] if previous else {}
-    added, changed, kept = [], [], []
-    for doc in scan.documents:
-        old = old_docs.get(doc.source)
-        if old is None:
-            added.append(doc.source)
-        elif old["fingerprint"] != fingerprints[doc.source]:
-            changed.append(doc.source)
-        else:
-            kept.append(doc.source)
-    carried = _carried(old_docs, scan.skipped)
-    removed = sorted(set(old_docs) - {d.source for d in scan.documents} - set(carried))
-    return UpdatePlan(
-        documents=scan.documents, skipped=scan.skipped, failures=scan.failures, chrome=chrome,
-        fingerprints=fingerprints, previous=previous, added=added, changed=changed,
-        removed=removed, kept=kept, rebuilt_reason=rebuilt_reason, carried=carried,
-    )  # fmt: skip
-
-
-def _carried(old_docs: dict, skipped: list[Skipped]) -> list[str]:
-    """Indexed sources (and their attachments) whose file failed to read only transiently."""
-    failed = [s.source for s in skipped if s.transient]
-    return sorted(
-        source
-        for source in old_docs
-        if any(source == f or source.startswith(f + "/") for f in failed)
-    )
 
 
 def _chunk_raw(doc: RawDocument, chrome: set[str], config: IndexConfig, embedder: Embedder):
@@ -282,18 +188,20 @@ def _new_record(doc: RawDocument, chunked, fingerprint: str) -> DocumentRecord:
     chunks = []
     for s in spans:
         where = locate(doc.text, doc.segments, s.start, s.end)
+        text = doc.text[s.start : s.end]
         chunks.append(
             Chunk(
-                id=-1, source=doc.source, title=title, date=date, start=s.start, end=s.end,
-                text=doc.text[s.start : s.end], search_text=s.search_text,
-                sentences=s.sentences, n_tokens=s.n_tokens, page=where.page,
-                locator=where.locator, ocr=where.ocr,
+                id=chunk_id(doc.source, s.start, s.end, text, s.search_text), source=doc.source,
+                title=title, date=date, start=s.start, end=s.end, text=text,
+                search_text=s.search_text, sentences=s.sentences, n_tokens=s.n_tokens,
+                page=where.page, locator=where.locator, ocr=where.ocr,
             )
         )  # fmt: skip
     info = {
         "source": doc.source, "sha256": doc.sha256, "fingerprint": fingerprint, "title": title,
         "date": date, "kind": doc.kind, "chars": len(doc.text), "chunks": len(chunks),
         "reader": doc.reader, "notes": list(doc.notes),
+        "size": getattr(doc, "size", 0), "mtime_ns": getattr(doc, "mtime_ns", 0),
     }  # fmt: skip
     return DocumentRecord(info=info, chunks=chunks, fresh=True, document=doc)
 
@@ -301,13 +209,11 @@ def _new_record(doc: RawDocument, chunked, fingerprint: str) -> DocumentRecord:
 def chunk_documents(
     plan: UpdatePlan, *, config: IndexConfig, embedder: Embedder
 ) -> list[DocumentRecord]:
-    """Records of every document, in scan order: kept ones reuse their chunks, others are cut."""
+    """Records of every document, in scan order: new or changed ones are cut into chunks.
+
+    Kept documents keep their manifest entry; their chunks stay in the store untouched.
+    """
     kept = set(plan.kept) | set(plan.carried)
-    old_by_source: dict[str, list[Chunk]] = {}
-    if plan.previous is not None:
-        for chunk in plan.previous.chunks:
-            if chunk.source in kept:
-                old_by_source.setdefault(chunk.source, []).append(chunk)
     to_chunk = [doc for doc in plan.documents if doc.source not in kept]
     # Two threads: the tokenizer releases the GIL while counting, the rest interleaves.
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -323,12 +229,29 @@ def chunk_documents(
     for doc in plan.documents:
         if doc.source in kept:
             info = dict(old_docs[doc.source])
-            records.append(DocumentRecord(info, old_by_source.get(doc.source, []), fresh=False))
+            if doc.source in plan.restat:
+                info["size"], info["mtime_ns"] = plan.restat[doc.source]
+            records.append(DocumentRecord(info, [], fresh=False))
         else:
             records.append(_new_record(doc, chunked[doc.source], plan.fingerprints[doc.source]))
-    for source in plan.carried:
-        records.append(DocumentRecord(dict(old_docs[source]), old_by_source.get(source, []), False))
+    for source in [*plan.not_read, *plan.carried]:
+        records.append(DocumentRecord(dict(old_docs[source]), [], fresh=False))
+    records.sort(key=lambda r: r.info["source"])
+    check_unique_ids(records)
     return records
+
+
+def check_unique_ids(records: list[DocumentRecord]) -> None:
+    """ValueError when two new chunks share an id (a 63-bit hash collision: never seen)."""
+    seen: dict[int, Chunk] = {}
+    for record in records:
+        for chunk in record.chunks:
+            other = seen.setdefault(chunk.id, chunk)
+            if other is not chunk:
+                raise ValueError(
+                    f"chunk id {chunk.id} given to two chunks ({other.source} at {other.start}, "
+                    f"{chunk.source} at {chunk.start}); please report this"
+                )
 
 
 def embed_texts(
@@ -356,28 +279,52 @@ def embed_texts(
     return np.concatenate(parts)
 
 
-def assemble(
-    records: list[DocumentRecord],
-    fresh_vectors: np.ndarray,
+def fresh_chunks(records: list[DocumentRecord]) -> list[Chunk]:
+    """The chunks of new and changed documents, in record order."""
+    return [c for r in records if r.fresh for c in r.chunks]
+
+
+def reusable_vectors(chunks: list[Chunk], previous: CorpusIndex | None) -> dict[int, np.ndarray]:
+    """Vectors the live index already holds for these chunk ids (same id = same text)."""
+    if previous is None or not chunks:
+        return {}
+    # Only chunks of the documents being replaced can share an id with a stored chunk.
+    live = set(previous.store.ids_of({c.source for c in chunks}).tolist())
+    known = [c.id for c in chunks if c.id in live]
+    if not known:
+        return {}
+    return dict(zip(known, previous.store.vectors(known), strict=True))
+
+
+def vectors_for(
+    chunks: list[Chunk],
     *,
-    previous: CorpusIndex | None,
-    dimension: int,
-) -> tuple[list[Chunk], np.ndarray]:
-    """All chunks numbered in order, and their vectors: new ones, or the previous index's."""
-    chunks: list[Chunk] = []
-    vectors: list[np.ndarray] = []
-    next_fresh = 0
-    for record in records:
-        for chunk in record.chunks:
-            if record.fresh:
-                vectors.append(fresh_vectors[next_fresh])
-                next_fresh += 1
-            else:
-                vectors.append(previous.vectors.vectors[chunk.id])
-            position = len(chunks)
-            chunks.append(chunk if chunk.id == position else replace(chunk, id=position))
-    matrix = np.stack(vectors) if vectors else np.zeros((0, dimension), np.float32)
-    return chunks, matrix
+    reused: dict[int, np.ndarray],
+    embedder: Embedder,
+    config: IndexConfig,
+    progress: bool,
+    control: BuildControl,
+) -> np.ndarray:
+    """One vector per chunk: reused where the id is known, embedded otherwise."""
+    missing = [c for c in chunks if c.id not in reused]
+    fresh = embed_texts(
+        embedder, [c.search_text for c in missing], config=config, progress=progress,
+        control=control,
+    )  # fmt: skip
+    if not chunks:
+        return np.zeros((0, embedder.dimension), dtype=np.float32)
+    by_id = dict(reused)
+    by_id.update(zip((c.id for c in missing), fresh, strict=True))
+    return np.stack([by_id[c.id] for c in chunks]).astype(np.float32)
+
+
+def updated_stats(previous: CorpusIndex | None, gone: list[Chunk], added: list[Chunk]) -> TermStats:
+    """The index's term statistics with the gone chunks counted out and the added ones in."""
+    stats = previous.stats.copy() if previous is not None else TermStats()
+    tokenize = analyzer().tokenize
+    stats.add((tokenize(c.search_text) for c in gone), sign=-1)
+    stats.add(tokenize(c.search_text) for c in added)
+    return stats
 
 
 def build_manifest(
@@ -388,7 +335,7 @@ def build_manifest(
     embedder: Embedder,
     chunk_count: int,
 ) -> dict:
-    """The manifest of the new generation (file checksums are added when it is written)."""
+    """The manifest of the new generation (store entry and checksums are added on write)."""
     return {
         "format_version": FORMAT_VERSION,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -407,7 +354,7 @@ def build_manifest(
         "chunk_count": chunk_count,
         "documents": {r.info["source"]: r.info for r in records},
         "skipped": [[s.source, s.reason] for s in plan.skipped],
-        "parse_failures": _failures_json(plan.failures),
+        "parse_failures": failures_json(plan.failures),
     }
 
 
@@ -429,59 +376,181 @@ def update_index(
     if not Path(config.corpus_dir).is_dir():
         raise ValueError(f"corpus folder not found: {config.corpus_dir}")
     report = UpdateReport()
-    stages = report.stage_seconds
     with folder_lock(Path(config.index_dir)):
-        mark = time.perf_counter()
-        previous, reason = load_previous(config, rebuild=rebuild)
-        stages["prepare"], mark = time.perf_counter() - mark, time.perf_counter()
+        timer = StageTimer(report.stage_seconds)
+        previous, reason = load_previous(config, rebuild=rebuild, report=report)
+        timer.lap("prepare")
         plan = plan_update(
             config, previous=previous, rebuilt_reason=reason, progress=progress, control=control
         )
         _report_plan(report, plan)
-        stages["scan"], mark = time.perf_counter() - mark, time.perf_counter()
+        timer.lap("scan")
         if plan.unchanged:
-            report.chunks_total = len(previous.chunks)
+            report.chunks_total = previous.size
             report.total_seconds = time.perf_counter() - started
+            previous.store.close()
             return report
+        if embedder is None and not (plan.added or plan.changed):
+            embedder = ModelNotNeeded(previous.manifest)  # only removals: no model to load
         if embedder is None:
             embedder = embedder_for(config)  # the first use loads the model (and exports it)
-            stages["model"], mark = time.perf_counter() - mark, time.perf_counter()
+            timer.lap("model")
         records = chunk_documents(plan, config=config, embedder=embedder)
-        stages["chunk"], mark = time.perf_counter() - mark, time.perf_counter()
-        texts = [c.search_text for r in records if r.fresh for c in r.chunks]
-        fresh = embed_texts(embedder, texts, config=config, progress=progress, control=control)
-        report.embed_seconds = stages["embed"] = time.perf_counter() - mark
-        mark = time.perf_counter()
-        report.chunks_embedded = len(texts)
-        control.check()  # the last moment to cancel: nothing written yet
-        chunks, matrix = assemble(records, fresh, previous=previous, dimension=embedder.dimension)
-        store_texts(Path(config.index_dir), records)
-        manifest = build_manifest(
-            plan, records, config=config, embedder=embedder, chunk_count=len(chunks)
-        )
-        write_generation(
-            Path(config.index_dir), manifest, chunks, matrix,
-            keep=_generation_to_keep(config, previous),
-        )  # fmt: skip
-        report.wrote_generation = True
-        stages["write"] = time.perf_counter() - mark
-        report.chunks_total = len(chunks)
+        timer.lap("chunk")
+        try:
+            write_update(
+                config, plan, records, report, embedder=embedder, timer=timer,
+                progress=progress, control=control,
+            )  # fmt: skip
+        finally:
+            if previous is not None:
+                previous.store.close()  # a Milvus connection, or nothing
     report.total_seconds = time.perf_counter() - started
     logger.info("index updated: %s", report.summary())
     logger.debug("stages: %s", ", ".join(f"{k} {v:.2f}s" for k, v in report.stage_seconds.items()))
     return report
 
 
+class ModelNotNeeded:
+    """The embedder's settings from the live index, for an update that embeds nothing."""
+
+    def __init__(self, manifest: dict) -> None:
+        self.backend = manifest["embedding"]["backend"]
+        self.dimension = int(manifest["embedding"]["dimension"])
+
+    def encode(self, texts, **kwargs) -> np.ndarray:
+        """Never called: nothing is embedded when no document is new or changed."""
+        raise RuntimeError("the embedding model was not loaded for this update")
+
+
+class StageTimer:
+    """Wall seconds per named stage, each lap measured from the previous one."""
+
+    def __init__(self, stages: dict[str, float]) -> None:
+        self.stages = stages
+        self.mark = time.perf_counter()
+
+    def lap(self, name: str) -> float:
+        """Add the seconds since the last lap to stage name; returns that stage's total."""
+        now = time.perf_counter()
+        self.stages[name] = self.stages.get(name, 0.0) + now - self.mark
+        self.mark = now
+        return self.stages[name]
+
+
+def write_update(
+    config: IndexConfig,
+    plan: UpdatePlan,
+    records: list[DocumentRecord],
+    report: UpdateReport,
+    *,
+    embedder: Embedder,
+    timer: StageTimer,
+    progress: bool,
+    control: BuildControl,
+) -> None:
+    """Embed what is new, write the store and the generation, and swap CURRENT."""
+    previous = plan.previous
+    chunks = fresh_chunks(records)
+    reused = reusable_vectors(chunks, previous)
+    vectors = vectors_for(
+        chunks, reused=reused, embedder=embedder, config=config, progress=progress,
+        control=control,
+    )  # fmt: skip
+    report.chunks_embedded, report.chunks_reused = len(chunks) - len(reused), len(reused)
+    report.embed_seconds = timer.lap("embed")
+    control.check()  # the last moment to cancel: nothing written yet
+    replaced = sorted({*plan.added, *plan.changed, *plan.removed, *pending_sources(config)})
+    kept = set(plan.kept) | set(plan.carried)
+    replaced = [s for s in replaced if s not in kept]
+    gone = stored_chunks(previous, replaced)
+    stats = updated_stats(previous, gone, chunks)
+    store_texts(Path(config.index_dir), records)
+    manifest = build_manifest(
+        plan, records, config=config, embedder=embedder, chunk_count=stats.chunks
+    )
+    mark_pending(config, replaced)
+    writer = open_writer(config, previous, dimension=embedder.dimension)
+    writer.delete_documents(replaced)
+    writer.upsert(chunks, vectors)
+    write_generation(
+        Path(config.index_dir), manifest, stats=stats, writer=writer, lines=plan.lines,
+        keep=_generation_to_keep(config, previous),
+    )  # fmt: skip
+    clear_pending(config)
+    report.wrote_generation = True
+    report.chunks_total = stats.chunks
+    timer.lap("write")
+
+
+def stored_chunks(previous: CorpusIndex | None, sources: list[str]) -> list[Chunk]:
+    """The live index's chunks of these documents (their terms are counted out)."""
+    if previous is None or not sources:
+        return []
+    return previous.store.fetch(previous.store.ids_of(sources).tolist())
+
+
+PENDING_FILE = "pending.json"
+
+
+def pending_sources(config: IndexConfig) -> list[str]:
+    """Documents an interrupted build was writing: their chunks may be in the store, unlisted."""
+    path = Path(config.index_dir) / PENDING_FILE
+    try:
+        return [str(s) for s in json.loads(path.read_text(encoding="utf-8"))["sources"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
+def mark_pending(config: IndexConfig, sources: list[str]) -> None:
+    """Record the documents this build replaces before any store write (crash recovery)."""
+    path = Path(config.index_dir) / PENDING_FILE
+    tmp = path.with_name(f".{PENDING_FILE}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"sources": sources}, ensure_ascii=False), encoding="utf-8")
+    fsync_path(tmp)
+    os.replace(tmp, path)
+
+
+def clear_pending(config: IndexConfig) -> None:
+    """The build's writes are live: nothing is pending any more."""
+    (Path(config.index_dir) / PENDING_FILE).unlink(missing_ok=True)
+
+
+def open_writer(
+    config: IndexConfig, previous: CorpusIndex | None, *, dimension: int
+) -> StoreWriter:
+    """The configured engine's writer, continuing from the live index (None: from nothing)."""
+    if config.store == "milvus":
+        from index.milvus_store import MilvusWriter, collection_name
+
+        name = collection_name(Path(config.index_dir))
+        if previous is None:  # a rebuild: the collection starts empty
+            MilvusWriter.drop(uri=config.milvus_uri, token=config.milvus_token, collection=name)
+        return MilvusWriter.create(
+            uri=config.milvus_uri, token=config.milvus_token, collection=name,
+            dimension=dimension, expected_chunks=previous.size if previous else 0,
+        )  # fmt: skip
+    from index.segments import EmbeddedWriter
+
+    entry = previous.manifest.get("store", {}) if previous is not None else {}
+    return EmbeddedWriter(
+        Path(config.index_dir), previous.store if previous is not None else None, entry=entry,
+        dense_for=lambda rows: dense_settings(config, rows),
+    )  # fmt: skip
+
+
 def _report_plan(report: UpdateReport, plan: UpdatePlan) -> None:
     report.added, report.changed = plan.added, plan.changed
-    report.removed, report.kept = plan.removed, plan.kept
+    report.removed = plan.removed
     report.skipped, report.rebuilt_reason = plan.skipped, plan.rebuilt_reason
     report.partial = [Skipped(d.source, n) for d in plan.documents for n in d.notes]
+    old_docs = plan.previous.manifest["documents"] if plan.previous else {}
+    report.partial += [Skipped(s, n) for s in plan.not_read for n in old_docs[s].get("notes", [])]
     report.kept = [*plan.kept, *plan.carried]
 
 
 def dense_settings(config: IndexConfig, chunks: int) -> dict:
-    """Exact search for small indexes, HNSW past the configured size."""
+    """Exact search for small indexes (or segments), HNSW past the configured size."""
     if chunks <= config.exact_search_max_chunks:
         return {"type": "flat", "metric": "inner_product"}
     return {
@@ -503,7 +572,9 @@ def _generation_to_keep(config: IndexConfig, previous: CorpusIndex | None) -> st
         live = current_generation(config.index_dir)
         if live is None:
             return None
-        verify_files(live, read_manifest(live))  # checksums only: nothing is loaded
+        manifest = read_manifest(live)
+        verify_files(live, manifest)  # checksums only: nothing is loaded
+        verify_store_files(config, manifest)
     except IndexLoadError:
         return None
     return live.name
@@ -512,33 +583,54 @@ def _generation_to_keep(config: IndexConfig, previous: CorpusIndex | None) -> st
 def write_generation(
     index_dir: Path,
     manifest: dict,
-    chunks: list[Chunk],
-    matrix: np.ndarray,
     *,
+    stats: TermStats,
+    writer: StoreWriter,
+    lines: LineCounts | None = None,
     keep: str | None = None,
 ) -> Path:
-    """Write a new generation, make it live, and delete all others but keep."""
+    """Finish the store's writes, write a generation, make it live, delete all but keep."""
     name = f"gen-{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{os.getpid()}"
     staging = index_dir / f".{name}.tmp"
     staging.mkdir(parents=True)
     try:
-        _write_files(staging, manifest, chunks, matrix)
+        state = writer.finish(staging)
+        manifest["store"] = state.manifest
+        written = [stats.save(staging), *state.files]
+        if lines is not None:
+            written.append(lines.save(staging))
+        write_manifest(staging, manifest, written)
         fsync_tree(staging)
         os.rename(staging, index_dir / name)
-        pointer_tmp = index_dir / f".{CURRENT_FILE}.{os.getpid()}.tmp"
-        try:
-            pointer_tmp.write_text(name + "\n")
-            fsync_path(pointer_tmp)
-            os.replace(pointer_tmp, index_dir / CURRENT_FILE)
-        finally:
-            pointer_tmp.unlink(missing_ok=True)
-        fsync_path(index_dir)
+        swap_current(index_dir, name)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     remove_stale(index_dir, keep={name} | ({keep} if keep else set()))
     prune_texts(index_dir)
     return index_dir / name
+
+
+def swap_current(index_dir: Path, name: str) -> None:
+    """Point CURRENT at the generation name (atomic replace, fsynced)."""
+    pointer_tmp = index_dir / f".{CURRENT_FILE}.{os.getpid()}.tmp"
+    try:
+        pointer_tmp.write_text(name + "\n")
+        fsync_path(pointer_tmp)
+        os.replace(pointer_tmp, index_dir / CURRENT_FILE)
+    finally:
+        pointer_tmp.unlink(missing_ok=True)
+    fsync_path(index_dir)
+
+
+def write_manifest(staging: Path, manifest: dict, written: list[str]) -> None:
+    """Checksum the generation's files into the manifest, then write it (checksummed too)."""
+    manifest["files"] = {
+        n: {"bytes": (staging / n).stat().st_size, "sha256": file_sha256(staging / n)}
+        for n in written
+    }
+    manifest["manifest_sha256"] = manifest_checksum(manifest)
+    (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
 
 
 def store_texts(index_dir: Path, records: list[DocumentRecord]) -> None:
@@ -549,38 +641,29 @@ def store_texts(index_dir: Path, records: list[DocumentRecord]) -> None:
             record.info["text_key"] = put_document(index_dir, doc.text, doc.segments)
 
 
-def prune_texts(index_dir: Path) -> None:
-    """Delete stored texts that no remaining generation refers to."""
-    keep: set[str] = set()
+def _generation_manifests(index_dir: Path) -> list[dict] | None:
+    """Manifests of every generation on disk, or None when one cannot be read."""
+    manifests = []
     for folder in index_dir.glob("gen-*"):
         try:
-            manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
+            manifests.append(json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8")))
         except (OSError, ValueError):
-            logger.warning("%s unreadable: stored texts are not pruned this time", folder)
-            return  # a text that generation needs could be deleted
-        keep |= {d.get("text_key", "") for d in manifest.get("documents", {}).values()}
+            logger.warning("%s unreadable: stored texts and segments are not pruned", folder)
+            return None
+    return manifests
+
+
+def prune_texts(index_dir: Path) -> None:
+    """Delete stored texts and segments that no remaining generation refers to."""
+    from index.segments import prune_segments
+
+    manifests = _generation_manifests(index_dir)
+    if manifests is None:
+        return  # a text or segment that generation needs could be deleted
+    keep = {d.get("text_key", "") for m in manifests for d in m.get("documents", {}).values()}
     prune_documents(index_dir, keep=keep)
-
-
-def _write_files(staging: Path, manifest: dict, chunks: list[Chunk], matrix: np.ndarray) -> None:
-    with open(staging / CHUNKS_FILE, "w", encoding="utf-8") as handle:
-        for chunk in chunks:
-            handle.write(chunk.to_json() + "\n")
-    written = [CHUNKS_FILE]
-    dense = manifest["dense"]
-    written += FaissVectorStore(
-        matrix,
-        kind=dense["type"],
-        # dense_settings() records M and ef_search for HNSW; flat search uses neither.
-        **({"hnsw_m": dense["M"], "ef_search": dense["ef_search"]} if "M" in dense else {}),
-    ).save(staging)
-    written += BM25Store([c.search_text for c in chunks]).save(staging)
-    manifest["files"] = {
-        n: {"bytes": (staging / n).stat().st_size, "sha256": file_sha256(staging / n)}
-        for n in written
-    }
-    manifest["manifest_sha256"] = manifest_checksum(manifest)
-    (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
+    segments = {i["name"] for m in manifests for i in m.get("store", {}).get("segments", [])}
+    prune_segments(index_dir, keep=segments)
 
 
 def remove_stale(index_dir: Path, *, keep: set[str]) -> None:
@@ -592,7 +675,7 @@ def remove_stale(index_dir: Path, *, keep: set[str]) -> None:
     for path in index_dir.iterdir():
         if path.name in keep or path.name in (CURRENT_FILE, ".lock"):
             continue
-        if path.name.startswith(("gen-", ".gen-", f".{CURRENT_FILE}.")):
+        if path.name.startswith(("gen-", ".gen-", f".{CURRENT_FILE}.", f".{PENDING_FILE}.")):
             if path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)
             else:

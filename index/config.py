@@ -15,6 +15,7 @@ DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 EMBEDDING_BACKENDS = ("onnx-int8", "onnx", "torch")
 # onnx-int8 embedded SQuAD 3.5-4.1x faster than torch, hit@5 within 0.2 points (BENCHMARKS.md).
 DEFAULT_EMBEDDING_BACKEND = "onnx-int8"
+STORE_ENGINES = ("faiss", "milvus")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 SUPPORTED_EXTENSIONS = (
     ".txt", ".md", ".html", ".htm", ".pdf", ".docx", ".pptx", ".xlsx", ".csv", ".epub", ".eml",
@@ -68,12 +69,23 @@ class IndexConfig:
     ocr_page_seconds: float = 120.0
     # Recognised text of scanned pages, keyed by the page image's hash: never OCR twice.
     ocr_cache_dir: Path = Path("data/ocr-cache")
+    # The engine that stores chunks: "faiss" (embedded: FAISS + segmented BM25 + SQLite, no
+    # server) or "milvus" (Milvus Lite at a local .db path, or a server at http(s)://host:port).
+    store: str = "faiss"
+    milvus_uri: str = ""
+    milvus_token: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "corpus_dir", Path(self.corpus_dir))
         object.__setattr__(self, "index_dir", Path(self.index_dir))
         object.__setattr__(self, "trash_dir", Path(self.trash_dir))
         object.__setattr__(self, "ocr_cache_dir", Path(self.ocr_cache_dir))
+        if self.store not in STORE_ENGINES:
+            raise ValueError(f"store must be one of {STORE_ENGINES}, got {self.store!r}")
+        if self.store == "milvus" and not self.milvus_uri.strip():
+            raise ValueError(
+                "the milvus store needs milvus_uri (a .db path or http(s)://host:port)"
+            )
         if self.parse_seconds <= 0 or self.ocr_page_seconds <= 0:
             raise ValueError("parse_seconds and ocr_page_seconds must be > 0")
         if self.parse_workers < 1:

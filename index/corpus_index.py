@@ -1,13 +1,14 @@
-"""The index on disk and in memory: chunks, documents, both stores, and the checks on load.
+"""The index on disk and in memory: manifest, documents, term statistics, the chunk store.
 
     python -m index.corpus_index data/index
 
-Layout (one generation folder per build; CURRENT names the live one, swapped atomically):
+Layout (one small generation folder per build; CURRENT names the live one, swapped atomically):
     data/index/CURRENT                 "gen-<timestamp>-<pid>"
-    data/index/gen-.../manifest.json   model, chunking, versions, documents, file checksums
-    data/index/gen-.../chunks.jsonl    one passage per line, row i = vector i = BM25 doc i
-    data/index/gen-.../dense.faiss     FAISS inner-product index of unit vectors
-    data/index/gen-.../bm25/           bm25s arrays (.npy) and vocabulary (JSON)
+    data/index/gen-.../manifest.json   model, chunking, engine, documents, file checksums
+    data/index/gen-.../terms.json      the analyzer's document frequencies (index.analyzer)
+    data/index/gen-.../deleted/*.npy   rows of live segments that this generation deleted
+    data/index/segments/seg-.../       immutable chunk segments (index.segments; faiss engine)
+A milvus index keeps its chunks in a Milvus collection instead of segments/.
 """
 
 from __future__ import annotations
@@ -20,13 +21,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from index.analyzer import ANALYZER, TermStats, analyzer
+from index.chrome import LineCounts
 from index.config import IndexConfig
-from index.stores import ANALYZER, BM25Store, FaissVectorStore, LexicalStore, VectorStore
+from index.durable import file_sha256
+from index.store import Chunk, ChunkStore
 
 logger = logging.getLogger(__name__)
 
 # 2: chunks carry page, locator and ocr; documents' texts live in texts/ (index.document_store).
-FORMAT_VERSION = 2
+# 3: stable chunk ids, chunks in a store engine (segments or Milvus), terms.json per generation.
+FORMAT_VERSION = 3
+# Formats this version upgrades in place (reusing vectors and texts) instead of re-embedding.
+UPGRADABLE_FORMATS = (2,)
 # Analyzers earlier versions wrote: an index built with one is rebuilt; any other name comes
 # from a newer version and is left alone (IndexTooNew).
 OLDER_ANALYZERS = ("snowball-en+stopwords",)
@@ -47,46 +54,24 @@ class IndexMismatch(IndexLoadError):
     """The index was built with another embedding model or other chunking settings."""
 
 
-class IndexTooNew(IndexLoadError):
+class IndexProtected(IndexLoadError):
+    """The index must not be rebuilt over without being asked (`rag index --rebuild`)."""
+
+
+class IndexTooNew(IndexProtected):
     """The index was written by a newer version of this program; it is never rebuilt over."""
+
+
+class IndexNeedsUpgrade(IndexLoadError):
+    """The index has an older format that `rag index` upgrades, reusing its vectors."""
+
+
+class IndexEngineMismatch(IndexProtected, IndexMismatch):
+    """The index lives in another store engine than the config names (never rebuilt over)."""
 
 
 class IndexCorrupt(IndexLoadError):
     """A file of the index is missing, truncated or does not match its checksum."""
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """A passage: `text` is exactly the document text between start and end."""
-
-    id: int
-    source: str
-    title: str
-    date: str
-    start: int
-    end: int
-    text: str
-    search_text: str
-    sentences: tuple[tuple[int, int], ...]
-    n_tokens: int
-    # Where the passage starts in its source: PDF page or slide (1-based, else None), a short
-    # human locator ("p. 4", "slide 3", "sheet Budget, rows 12–18", "§ Audit", "lines 40–52"),
-    # and whether its text was recognised by OCR.
-    page: int | None = None
-    locator: str = ""
-    ocr: bool = False
-
-    def to_json(self) -> str:
-        """One line of chunks.jsonl."""
-        # vars() not asdict(): asdict deep-copies every field (a tenth of indexing overhead).
-        return json.dumps(vars(self), ensure_ascii=False)
-
-    @classmethod
-    def from_json(cls, line: str) -> Chunk:
-        """Parse one line of chunks.jsonl."""
-        data = json.loads(line)
-        data["sentences"] = tuple(tuple(s) for s in data["sentences"])
-        return cls(**data)
 
 
 @dataclass(frozen=True)
@@ -106,15 +91,6 @@ class DocumentInfo:
     reader: str = ""
     notes: tuple[str, ...] = ()
     text_key: str = ""
-
-
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file, read in blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def current_generation(index_dir: Path) -> Path | None:
@@ -164,6 +140,11 @@ def check_compatible(manifest: dict, config: IndexConfig) -> None:
             f"this version reads format {FORMAT_VERSION}); it was left untouched. Upgrade, "
             "or replace it (re-embedding everything) with: python -m rag index --rebuild"
         )
+    if version in UPGRADABLE_FORMATS:
+        raise IndexNeedsUpgrade(
+            f"index format {version} is older than {FORMAT_VERSION}; "
+            "upgrade it (vectors and texts are reused) with: python -m rag index"
+        )
     if version != FORMAT_VERSION:
         raise IndexMismatch(
             f"index format {manifest.get('format_version')} is not {FORMAT_VERSION}; "
@@ -195,6 +176,12 @@ def check_compatible(manifest: dict, config: IndexConfig) -> None:
             f"index was built with the lexical analyzer {analyzer!r}, this version uses "
             f"{ANALYZER!r}; rebuild with: python -m rag index --rebuild"
         )
+    engine = manifest.get("store", {}).get("engine", "faiss")
+    if engine != config.store:
+        raise IndexEngineMismatch(
+            f"index was built with the {engine!r} store, config uses {config.store!r}; build "
+            f"it again with --store {config.store} --rebuild, or open it with --store {engine}"
+        )
     if manifest.get("chunking") != config.chunking_params():
         raise IndexMismatch(
             f"index was built with chunking {manifest.get('chunking')}, config uses "
@@ -202,23 +189,42 @@ def check_compatible(manifest: dict, config: IndexConfig) -> None:
         )
 
 
+class Lexicon:
+    """The index's terms: its analyzer's tokenize and its statistics' idf, for rag/'s checks."""
+
+    def __init__(self, stats: TermStats) -> None:
+        self.stats = stats
+        self.tokenize = analyzer().tokenize
+
+    def idf(self, terms: list[str]) -> dict[str, float]:
+        """Lucene BM25 idf of the known terms (unknown terms are left out)."""
+        return self.stats.idf(terms)
+
+
 class CorpusIndex:
-    """A loaded generation: manifest, chunks, and the two stores."""
+    """A loaded generation: manifest, term statistics and the chunk store it names."""
 
     def __init__(
         self,
         *,
         folder: Path,
         manifest: dict,
-        chunks: list[Chunk],
-        vectors: VectorStore,
-        lexical: LexicalStore,
+        store: ChunkStore,
+        stats: TermStats,
+        lines: LineCounts | None = None,
     ) -> None:
         self.folder = folder
         self.manifest = manifest
-        self.chunks = chunks
-        self.vectors = vectors
-        self.lexical = lexical
+        self.store = store
+        self.stats = stats
+        self.lexicon = Lexicon(stats)
+        # The corpus's line-count table (page chrome); None for an upgraded index until rebuilt.
+        self.lines = lines
+
+    @property
+    def size(self) -> int:
+        """Chunks in the index."""
+        return self.store.size
 
     @property
     def documents(self) -> list[DocumentInfo]:
@@ -230,6 +236,20 @@ class CorpusIndex:
             )
             for d in self.manifest["documents"].values()
         ]
+
+    def chunks_of(self, sources: list[str] | None = None) -> list[Chunk]:
+        """The chunks of these documents (all when None), by document then position."""
+        wanted = list(self.manifest["documents"]) if sources is None else list(sources)
+        chunks = self.store.fetch(self.store.ids_of(wanted).tolist())
+        order = {source: n for n, source in enumerate(wanted)}
+        return sorted(chunks, key=lambda c: (order.get(c.source, len(order)), c.start, c.end))
+
+    def disk_bytes(self) -> int:
+        """Bytes of the files this generation uses: its own and its segments' (not texts/)."""
+        files = list(self.manifest.get("files", {}).values())
+        for item in self.manifest.get("store", {}).get("segments", []):
+            files += item.get("files", {}).values()
+        return sum(int(f["bytes"]) for f in files)
 
     @property
     def dimension(self) -> int:
@@ -277,28 +297,67 @@ class CorpusIndex:
         check_compatible(manifest, config)
         if verify:
             verify_files(folder, manifest)
+            verify_store_files(config, manifest)
         try:
-            with open(folder / CHUNKS_FILE, encoding="utf-8") as handle:
-                chunks = [Chunk.from_json(line) for line in handle if line.strip()]
-            vectors = FaissVectorStore.load(
-                folder,
-                dimension=int(manifest["embedding"]["dimension"]),
-                ef_search=manifest.get("dense", {}).get("ef_search"),
-            )
-            lexical = BM25Store.load(folder)
+            stats = TermStats.load(folder)
+            lines = _load_lines(folder, config)
+            store = open_store(config, folder, manifest, stats)
+        except IndexLoadError:
+            raise  # the engine's own verdict (busy, collection missing) stands
         except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
             raise IndexCorrupt(
                 f"cannot read index in {folder}: {exc}; run: python -m rag index --rebuild"
             ) from exc
-        if not (len(chunks) == vectors.size == lexical.size == manifest.get("chunk_count")):
+        expected = manifest.get("chunk_count")
+        if not (store.size == stats.chunks == expected):
             raise IndexCorrupt(
-                f"index parts disagree: {len(chunks)} chunks, {vectors.size} vectors, "
-                f"{lexical.size} BM25 rows, manifest {manifest.get('chunk_count')}; "
+                f"index parts disagree: the {store.engine} store holds {store.size} chunks, "
+                f"the term table {stats.chunks}, the manifest {expected}; "
                 "run: python -m rag index --rebuild"
             )
-        return cls(
-            folder=folder, manifest=manifest, chunks=chunks, vectors=vectors, lexical=lexical
+        return cls(folder=folder, manifest=manifest, store=store, stats=stats, lines=lines)
+
+
+def _load_lines(folder: Path, config: IndexConfig) -> LineCounts | None:
+    """The generation's line-count table, None when it has none (or other parameters)."""
+    from index.chrome import FILE_NAME
+
+    if not (folder / FILE_NAME).is_file():
+        return None
+    try:
+        return LineCounts.load(
+            folder,
+            min_repeats=config.boilerplate_min_repeats,
+            max_words=config.boilerplate_max_words,
         )
+    except ValueError as exc:
+        logger.warning("line table ignored (%s): the next update reads every document", exc)
+        return None
+
+
+def open_store(config: IndexConfig, folder: Path, manifest: dict, stats: TermStats) -> ChunkStore:
+    """The chunk store a generation's manifest names, opened with the config's connection."""
+    entry = manifest.get("store", {})
+    if entry.get("engine") == "milvus":
+        from index.milvus_store import MilvusStore
+
+        return MilvusStore.open(
+            uri=config.milvus_uri, token=config.milvus_token, collection=entry["collection"]
+        )
+    from index.segments import EmbeddedStore
+
+    ef_search = manifest.get("dense", {}).get("ef_search")
+    return EmbeddedStore.open(config.index_dir, folder, entry, stats, ef_search=ef_search)
+
+
+def verify_store_files(config: IndexConfig, manifest: dict) -> None:
+    """Compare the segments' files with the checksums the manifest recorded (faiss engine)."""
+    from index.segments import verify_segment
+
+    for item in manifest.get("store", {}).get("segments", []):
+        problem = verify_segment(config.index_dir, item)
+        if problem:
+            raise IndexCorrupt(f"{problem}; run: python -m rag index --rebuild")
 
 
 def read_manifest(folder: Path) -> dict:

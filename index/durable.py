@@ -6,6 +6,7 @@ python -c "from index.durable import folder_lock, fsync_tree; print(folder_lock,
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,3 +40,12 @@ def fsync_tree(folder: Path) -> None:
         if path.is_file():
             fsync_path(path)
     fsync_path(folder)
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

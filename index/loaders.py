@@ -15,7 +15,8 @@ import logging
 import os
 import re
 import sys
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import NamedTuple
@@ -54,6 +55,12 @@ class RawDocument:
     reader: str = ""
     # Parts of the file that were left out, and why ("page 3: scanned page skipped ...").
     notes: tuple[str, ...] = ()
+    # The file's stat before it was read (an attachment: its mail's or archive's), to record as
+    # scan_corpus's known_files. size is -1 when the file was modified within RACY_WINDOW_NS of
+    # the scan: a write in the same timestamp tick may not change the stat, so it must be read
+    # again next time.
+    size: int = 0
+    mtime_ns: int = 0
 
 
 @dataclass(frozen=True)
@@ -202,11 +209,25 @@ class ParseFailure:
 
 
 class ScanResult(NamedTuple):
-    """Documents read, files skipped (with reasons), and the content failures among the skips."""
+    """Documents read, files skipped (with reasons), the content failures among the skips, and
+    the known files left unread because their stat is unchanged (sorted sources)."""
 
     documents: list[RawDocument]
     skipped: list[Skipped]
     failures: dict[str, ParseFailure]
+    unchanged: list[str] = []  # never mutated: scan_corpus always passes its own list
+
+
+# A file modified this close before a scan started (or later) is read even when its recorded
+# stat matches, and its stat is recorded so that the next scan reads it again: filesystems
+# stamp times in ticks (up to 2 s on FAT), so a second write in the tick of the first can leave
+# size and mtime as they were (git's "racy clean" entries).
+RACY_WINDOW_NS = 2_000_000_000
+
+
+def _size_limit(suffix: str, max_bytes: int, limits: ReadLimits) -> int:
+    """The largest file of this type that is read."""
+    return max(max_bytes, limits.max_mailbox_bytes) if suffix == ".mbox" else max_bytes
 
 
 def read_document(
@@ -216,8 +237,9 @@ def read_document(
     suffix = path.suffix.lower()
     limits = limits or ReadLimits()
     try:
-        size = path.stat().st_size
-        limit = max(max_bytes, limits.max_mailbox_bytes) if suffix == ".mbox" else max_bytes
+        stat = path.stat()
+        size = stat.st_size
+        limit = _size_limit(suffix, max_bytes, limits)
         if size > limit:
             return Skipped(source, f"file too large ({size} bytes > {limit})")
         sha = file_sha256(path)
@@ -236,7 +258,8 @@ def read_document(
     document = _document(source, sha, suffix, extraction)
     if document is None:
         return Skipped(source, "no text", parse_failed=True)
-    return [document, *_attachments(source, extraction, limits=limits)]
+    documents = [document, *_attachments(source, extraction, limits=limits)]
+    return [replace(d, size=size, mtime_ns=stat.st_mtime_ns) for d in documents]
 
 
 def _content_problem(path: Path, suffix: str) -> str:
@@ -365,12 +388,47 @@ def _check_entry(path: Path, source: str, root: Path, extensions: tuple[str, ...
     return None
 
 
+def _unchanged(
+    path: Path, recorded: tuple[int, int] | None, *, racy_after: int, limit: int
+) -> bool:
+    """True when the file's stat is the recorded one and old enough to trust (not racy)."""
+    if recorded is None:
+        return False
+    try:
+        stat = path.stat()
+    except OSError:
+        return False  # read_document says why
+    size, mtime_ns = recorded
+    return (
+        (stat.st_size, stat.st_mtime_ns) == (size, mtime_ns)
+        and stat.st_mtime_ns <= racy_after
+        and stat.st_size <= limit
+    )
+
+
+@dataclass(frozen=True)
+class _OffsetControl(BuildControl):
+    """A control whose reading progress counts `offset` files as already done."""
+
+    inner: BuildControl = NO_CONTROL
+    offset: int = 0
+
+    def step(self, stage: str, done: int, total: int) -> None:
+        """Report to the inner control with the offset added."""
+        self.inner.step(stage, done + self.offset, total + self.offset)
+
+    def check(self) -> None:
+        """The inner control's cancellation check."""
+        self.inner.check()
+
+
 def scan_corpus(
     corpus_dir: Path,
     *,
     extensions: tuple[str, ...],
     max_bytes: int,
     known_failures: dict[str, ParseFailure] | None = None,
+    known_files: dict[str, tuple[int, int]] | None = None,
     limits: ReadLimits | None = None,
     workers: int = 2,
     parse_seconds: float = 60.0,
@@ -380,18 +438,24 @@ def scan_corpus(
     """Read every supported file under corpus_dir (recursively, symlinks not followed).
 
     A file listed in known_failures whose size, modification time and reader are unchanged
-    is skipped with its recorded reason instead of being parsed again.
+    is skipped with its recorded reason instead of being parsed again. A file listed in
+    known_files (source -> (size, mtime_ns) of its RawDocument when it was indexed) whose stat
+    is unchanged and older than RACY_WINDOW_NS before the scan started is not read: its source
+    goes to `unchanged`, not `documents` (its attachments are not listed).
     """
     corpus_dir = Path(corpus_dir)
     if not corpus_dir.is_dir():
         raise ValueError(f"corpus folder not found: {corpus_dir}")
+    racy_after = time.time_ns() - RACY_WINDOW_NS
     root = corpus_dir.resolve()
     known = known_failures or {}
+    files = known_files or {}
     limits = limits or ReadLimits()
     paths, skipped = _walk(corpus_dir)
     failures: dict[str, ParseFailure] = {}
     outcomes: dict[str, object] = {}
     tasks: list[ParseTask] = []
+    unchanged: list[str] = []
     for path in paths:
         source = path.relative_to(corpus_dir).as_posix()
         why = _check_entry(path, source, root, extensions)
@@ -402,12 +466,18 @@ def scan_corpus(
             outcomes[printable] = Skipped(printable, why)
             continue
         failure = _known_failure(path, source, known)
+        limit = _size_limit(path.suffix.lower(), max_bytes, limits)
         if failure is not None:
             outcomes[source] = Skipped(source, failure.reason)
             failures[source] = failure
+        elif _unchanged(path, files.get(source), racy_after=racy_after, limit=limit):
+            unchanged.append(source)
         else:
             outcomes[source] = path
             tasks.append(ParseTask(path, source, max_bytes))
+    if unchanged:
+        control.step("reading", len(unchanged), len(unchanged) + len(tasks))
+        control = _OffsetControl(inner=control, offset=len(unchanged))
     parsed = parse_files(
         tasks, limits=limits, workers=workers, seconds=parse_seconds, progress=progress,
         control=control,
@@ -416,7 +486,8 @@ def scan_corpus(
     for source, outcome in outcomes.items():
         result = parsed.get(source, outcome)
         if isinstance(result, list):
-            documents.extend(result)
+            # Modified in the racy window: record a stat that no file has (read next time).
+            documents.extend(replace(d, size=-1) if d.mtime_ns > racy_after else d for d in result)
             continue
         skipped.append(result)
         if isinstance(outcome, Path) and result.parse_failed:
@@ -425,7 +496,7 @@ def scan_corpus(
                 failures[source] = record
     for item in skipped:
         logger.info("skipped %s: %s", item.source, item.reason)
-    return ScanResult(documents, skipped, failures)
+    return ScanResult(documents, skipped, failures, sorted(unchanged))
 
 
 def _failure_record(path: Path, reason: str) -> ParseFailure | None:
@@ -441,11 +512,11 @@ if __name__ == "__main__":
     from index.config import IndexConfig
 
     defaults = IndexConfig()
-    docs, skips, _ = scan_corpus(
+    scan = scan_corpus(
         Path(sys.argv[1] if len(sys.argv) > 1 else "corpus"),
         extensions=defaults.extensions,
         max_bytes=defaults.max_file_bytes,
         limits=defaults.read_limits(),
     )
-    for d in docs:
+    for d in scan.documents:
         logger.info("%s\t%s\t%d chars", d.source, d.kind, len(d.text))

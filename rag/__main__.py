@@ -7,7 +7,8 @@
                      [--collection NAME] [--file PATH ...] [--folder DIR ...]
     python -m rag collections                              # name, corpus folder, documents
 
-Environment (read here only): RAG_CORPUS, RAG_INDEX, RAG_MODEL, RAG_DATA (the folder holding
+Environment (read here only): RAG_CORPUS, RAG_INDEX, RAG_MODEL, RAG_STORE, RAG_MILVUS_URI,
+RAG_MILVUS_TOKEN (rag/store_options.py), RAG_DATA (the folder holding
 collections/, default data/). Without --model or RAG_MODEL the first *.gguf in models/ is used;
 with none, answers are extractive. Without --collection the corpus and index are those of
 --corpus/--index (or their defaults), as before collections existed.
@@ -39,6 +40,7 @@ from rag.llm import find_model
 from rag.logs import configure_logging, error_line
 from rag.pipeline import Answer, Citation, Final, open_pipeline, prepare_question
 from rag.retrieve import SourceFilter
+from rag.store_options import add_store_options, store_settings
 
 logger = logging.getLogger("rag")
 
@@ -70,11 +72,12 @@ def build_config(args: argparse.Namespace, collection: Collection | None = None)
         extra["max_answer_tokens"] = args.max_tokens
     backend = args.embedding_backend or os.environ.get("RAG_EMBEDDING_BACKEND")
     backend = backend or DEFAULT_EMBEDDING_BACKEND
+    store = store_settings(args, os.environ)
     if collection is not None:
-        base = Config(index=IndexConfig(embedding_backend=backend))
+        base = Config(index=IndexConfig(embedding_backend=backend, **store))
         return dataclasses.replace(config_for(collection, base), **extra)
     index = IndexConfig(
-        corpus_dir=Path(corpus), index_dir=Path(index_dir), embedding_backend=backend
+        corpus_dir=Path(corpus), index_dir=Path(index_dir), embedding_backend=backend, **store
     )
     return Config(index=index, **extra)
 
@@ -182,22 +185,32 @@ def _print_answer(answer: Answer, out, *, llm_configured: bool) -> None:
     out.write(f"\nmode: {mode}; retrieve {t['retrieve']:.0f} ms, answer {t['answer']:.0f} ms\n")
 
 
+# A build of 15,000 new files would print 15,000 lines: each kind shows this many (-v: all).
+LISTED_PER_KIND = 10
+
+
+def _listed(kind: str, items: list[str], limit: int | None) -> list[str]:
+    """Lines "kind     item" for the first limit items, then how many more there are."""
+    lines = [f"{kind:8s} {item}" for item in items[:limit]]
+    if limit is not None and len(items) > limit:
+        lines.append(f"{kind:8s} ... and {len(items) - limit} more (-v lists them all)")
+    return lines
+
+
 def cmd_index(args: argparse.Namespace) -> int:
     """`rag index`: build or update the index and say what changed."""
     collection = _indexed_collection(args) if args.collection else None
     config = build_config(args, collection)
     report = update_index(config.index, rebuild=args.rebuild, progress=not args.quiet)
-    for name, items in (
-        ("added", report.added),
-        ("changed", report.changed),
-        ("removed", report.removed),
-    ):
-        for source in items:
-            sys.stdout.write(f"{name:8s} {source}\n")
-    for skipped in report.skipped:
-        sys.stdout.write(f"skipped  {skipped.source}: {skipped.reason}\n")
-    for partial in report.partial:
-        sys.stdout.write(f"partly   {partial.source}: {partial.reason}\n")
+    shown = None if args.verbose else LISTED_PER_KIND
+    lines = [
+        *_listed("added", report.added, shown),
+        *_listed("changed", report.changed, shown),
+        *_listed("removed", report.removed, shown),
+        *_listed("skipped", [f"{s.source}: {s.reason}" for s in report.skipped], shown),
+        *_listed("partly", [f"{p.source}: {p.reason}" for p in report.partial], shown),
+    ]
+    sys.stdout.write("".join(line + "\n" for line in lines))
     sys.stdout.write(report.summary() + "\n")
     if report.wrote_generation:
         stages = ", ".join(f"{k} {v:.2f}s" for k, v in report.stage_seconds.items())
@@ -259,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--corpus", help="folder of documents (default corpus/, env RAG_CORPUS)")
     common.add_argument("--index", help="index folder (default data/index/, env RAG_INDEX)")
+    add_store_options(common)
     common.add_argument(
         "--embedding-backend",
         choices=EMBEDDING_BACKENDS,

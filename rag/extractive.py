@@ -29,7 +29,7 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from index import LexicalStore
+from index import Lexicon
 from rag.injection import (
     flagged_spans,
     injection_reason,
@@ -71,7 +71,7 @@ class PickedSentence:
     score: float
 
 
-def question_weights(question: str, lexical: LexicalStore) -> dict[str, float]:
+def question_weights(question: str, lexical: Lexicon) -> dict[str, float]:
     """idf weight per question term; terms absent from the corpus weigh the most."""
     terms = lexical.tokenize(question)
     known = lexical.idf(terms)
@@ -95,7 +95,7 @@ def passage_trust(
 
 
 def measure_evidence(
-    question: str, hits: Sequence[Hit], lexical: LexicalStore, *, stuffing_limit: float = 0.0
+    question: str, hits: Sequence[Hit], lexical: Lexicon, *, stuffing_limit: float = 0.0
 ) -> Evidence:
     """Best dense score and best passage coverage among the hits (stuffed passages damped)."""
     if not hits:
@@ -114,7 +114,7 @@ def is_weak(evidence: Evidence, *, min_evidence: float) -> bool:
     return evidence.dense + evidence.coverage < min_evidence
 
 
-def has_content_words(question: str, lexical: LexicalStore) -> bool:
+def has_content_words(question: str, lexical: Lexicon) -> bool:
     """True when the question has a term besides question words and stop words."""
     return bool(set(lexical.tokenize(question)) - set(lexical.tokenize(QUESTION_WORDS)))
 
@@ -201,7 +201,7 @@ def _overlaps(start: int, end: int, spans: Sequence[tuple[int, int, str]]) -> bo
 def pick_sentences(
     question: str,
     hits: Sequence[Hit],
-    lexical: LexicalStore,
+    lexical: Lexicon,
     *,
     max_sentences: int,
     stuffing_limit: float = 0.0,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from index import Embedder, LexicalStore, VectorStore
+from index import ChunkStore, Embedder, Lexicon
 from rag.followup import content_words, standalone_query
 from rag.injection import strip_injections
 from rag.llm import ChatModel
@@ -69,8 +69,8 @@ def stream_llm_answer(
     question: str,
     hits: Sequence[Hit],
     max_answer_tokens: int,
-    lexical: LexicalStore,
-    vectors: VectorStore,
+    lexical: Lexicon,
+    vectors: ChunkStore,
     embedder: Embedder,
 ) -> Iterator[str | LlmOutcome]:
     """Yield the model's answer as it streams, then the verified LlmOutcome."""
@@ -130,7 +130,7 @@ def stream_llm_answer(
 
 
 def _similarity_fn(
-    embedder: Embedder, vectors: VectorStore, hits: Sequence[Hit]
+    embedder: Embedder, vectors: ChunkStore, hits: Sequence[Hit]
 ) -> Callable[[list[str], list[tuple[int, ...]]], list[float]]:
     """Best cosine between each sentence and the stored vectors of the passages it cites."""
 
@@ -141,7 +141,7 @@ def _similarity_fn(
         out = []
         for vector, cited in zip(embedded, citations, strict=True):
             ids = np.array([hits[n - 1].chunk.id for n in cited], dtype=np.int64)
-            out.append(float(vectors.score(vector, ids).max()) if len(ids) else 0.0)
+            out.append(float((vectors.vectors(ids) @ vector).max()) if len(ids) else 0.0)
         return out
 
     return similarities

@@ -139,17 +139,6 @@ def follow_disk(pipeline: Pipeline) -> str:
     return ""
 
 
-def _folder_bytes(folder: Path) -> int:
-    total = 0
-    try:
-        for path in folder.rglob("*"):
-            with contextlib.suppress(OSError):
-                total += path.stat().st_size if path.is_file() else 0
-    except OSError:  # another process removed this (older) generation meanwhile
-        pass
-    return total
-
-
 def _not_indexed(pipeline: Pipeline, manifest: dict) -> list[NotIndexed]:
     """Skipped files of the manifest that are still regular files in the corpus folder."""
     out = []
@@ -170,7 +159,7 @@ def library_view(pipeline: Pipeline) -> LibraryView:
     """Documents, counts, files not indexed and the trash, as they are on disk now."""
     warnings = [follow_disk(pipeline)]
     index = pipeline.index  # one generation for every number below
-    stats = LibraryStats(len(index.documents), len(index.chunks), _folder_bytes(index.folder))
+    stats = LibraryStats(len(index.documents), index.size, index.disk_bytes())
     try:
         trash = list_trash(_corpus(pipeline), trash_dir=_trash_dir(pipeline))
     except OSError as exc:  # an unreadable trash must not hide the documents
@@ -196,7 +185,7 @@ def library_stats(pipeline: Pipeline) -> LibraryStats:
     """Document, chunk and on-disk byte counts of the live index."""
     follow_disk(pipeline)
     index = pipeline.index
-    return LibraryStats(len(index.documents), len(index.chunks), _folder_bytes(index.folder))
+    return LibraryStats(len(index.documents), index.size, index.disk_bytes())
 
 
 def list_trashed(pipeline: Pipeline) -> list[TrashEntry]:

@@ -21,7 +21,7 @@ from index import (
     CorpusIndex,
     Embedder,
     IndexLoadError,
-    LexicalStore,
+    Lexicon,
     check_embedder,
     embedder_for,
 )
@@ -236,7 +236,7 @@ def number_citations(
     return " ".join(parts), citations, sentences
 
 
-def closest_sentence(hit: Hit, text: str, lexical: LexicalStore) -> tuple[int, int] | None:
+def closest_sentence(hit: Hit, text: str, lexical: Lexicon) -> tuple[int, int] | None:
     """Span of the passage sentence sharing the most terms with text (what to highlight)."""
     words = set(lexical.tokenize(text))
     chunk = hit.chunk
@@ -251,7 +251,7 @@ def closest_sentence(hit: Hit, text: str, lexical: LexicalStore) -> tuple[int, i
 
 
 def llm_citations(
-    outcome: LlmOutcome, lexical: LexicalStore, warnings: list[str]
+    outcome: LlmOutcome, lexical: Lexicon, warnings: list[str]
 ) -> tuple[str, list[CheckedSentence], list[Citation]]:
     """The verified LLM answer renumbered by first use, its citations and their highlights."""
     text, sentences, cited = renumber(outcome.sentences, outcome.hits)
@@ -333,9 +333,12 @@ class Pipeline:
         with self._reload_lock:
             retriever = self._load()
             # Two reloads may race; generation names sort by build time: never go back.
+            unused = retriever
             if retriever.index.folder.name >= self.index.folder.name:
                 with self._lock:
-                    self.retriever = retriever
+                    unused, self.retriever = self.retriever, retriever
+            # A Milvus connection is shared and counted: questions in flight keep working.
+            unused.index.store.close()
 
     def is_stale(self) -> bool:
         """True when CURRENT names another generation than the one answering questions.
@@ -386,7 +389,7 @@ class Pipeline:
         raise RuntimeError("the answer stream ended without a final answer")
 
     def _too_weak(
-        self, query: str, passages: Sequence[Hit], lexical: LexicalStore, warnings: list[str]
+        self, query: str, passages: Sequence[Hit], lexical: Lexicon, warnings: list[str]
     ) -> bool:
         """True when the passages cannot answer; says why in warnings when it is the question."""
         stuffing = self.config.stuffing_limit
@@ -446,7 +449,7 @@ class Pipeline:
         self, query: str, passages: Sequence[Hit], readings: Sequence[PassageReading]
     ) -> tuple[str, list[Citation], list[CheckedSentence]]:
         """The sentences that answer, the one holding the reader's span first."""
-        lexical = self.retriever.index.lexical
+        lexical = self.retriever.index.lexicon
         picked = pick_sentences(
             query,
             passages,
@@ -489,7 +492,7 @@ class Pipeline:
         else:
             query = standalone_query(question, history)
         retriever = self.retriever
-        lexical = retriever.index.lexical
+        lexical = retriever.index.lexicon
         t0 = time.perf_counter()
         result = retriever.retrieve(
             query,
@@ -519,7 +522,7 @@ class Pipeline:
             for item in stream_llm_answer(
                 model=model, question=query, hits=passages,
                 max_answer_tokens=self.config.max_answer_tokens, lexical=lexical,
-                vectors=retriever.index.vectors, embedder=self.embedder,
+                vectors=retriever.index.store, embedder=self.embedder,
             ):  # fmt: skip
                 if isinstance(item, LlmOutcome):
                     outcome = item
@@ -577,13 +580,13 @@ def open_pipeline(config: Config, *, refresh: bool = False, progress: bool = Tru
     With refresh=False an existing compatible index is used as it is; a missing, mismatched
     or corrupt one is (re)built from the corpus folder.
     """
-    from index import IndexTooNew, update_index
+    from index import IndexProtected, update_index
 
     if not refresh:
         try:
             return Pipeline(config)  # loads (and verifies) the index once
-        except IndexTooNew:
-            raise  # written by a newer version: only an explicit --rebuild replaces it
+        except IndexProtected:
+            raise  # newer version or other engine: only an explicit --rebuild replaces it
         except IndexLoadError as exc:
             logger.warning("%s", str(exc).split(";")[0])
     report = update_index(config.index, progress=progress)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from index import Chunk, CorpusIndex, Embedder
+from index import Candidates, Chunk, CorpusIndex, Embedder
 from rag.injection import repetition_share, stuffing_damping
 
 _SHINGLE_WORD = re.compile(r"\w+")
@@ -184,7 +184,7 @@ class Retriever:
         self.candidates = candidates
         self.rrf_k = rrf_k
         self.dense_weight = dense_weight
-        # BM25 terms of the chunks seen as candidates, for the stuffing check (bounded).
+        # Analyzer terms of the chunks seen as BM25 candidates, for the stuffing check (bounded).
         self._terms: dict[int, list[str]] = {}
         # Rows each filter allows (the index never changes under a retriever).
         self._allowed: dict[SourceFilter, np.ndarray] = {}
@@ -193,15 +193,8 @@ class Retriever:
         """Sorted chunk ids of the documents the filter admits; ValueError when there are none."""
         ids = self._allowed.get(where)
         if ids is None:
-            admitted: dict[str, bool] = {}
-            rows = []
-            for i, chunk in enumerate(self.index.chunks):
-                ok = admitted.get(chunk.source)
-                if ok is None:
-                    ok = admitted[chunk.source] = where.matches(chunk.source)
-                if ok:
-                    rows.append(i)
-            ids = np.array(rows, dtype=np.int64)
+            sources = [d.source for d in self.index.documents if where.matches(d.source)]
+            ids = self.index.store.ids_of(sources) if sources else np.zeros(0, dtype=np.int64)
             if len(self._allowed) >= _FILTER_CACHE_SIZE:
                 self._allowed.clear()
             self._allowed[where] = ids
@@ -209,22 +202,22 @@ class Retriever:
             raise ValueError(f"no document matches the filter ({where.describe()})")
         return ids
 
-    def chunk_terms(self, chunk_id: int) -> list[str]:
-        """The BM25 terms of one chunk's searchable text (cached)."""
-        terms = self._terms.get(chunk_id)
-        if terms is None:
-            if len(self._terms) >= _TERM_CACHE_SIZE:
+    def chunk_terms(self, ids: np.ndarray) -> list[list[str]]:
+        """The analyzer's terms of each chunk's searchable text (cached by id)."""
+        missing = [int(i) for i in ids if int(i) not in self._terms]
+        if missing:
+            if len(self._terms) + len(missing) > _TERM_CACHE_SIZE:
                 self._terms.clear()
-            terms = self.index.lexical.tokenize(self.index.chunks[chunk_id].search_text)
-            self._terms[chunk_id] = terms
-        return terms
+            for chunk in self.index.store.fetch(missing):
+                self._terms[chunk.id] = self.index.lexicon.tokenize(chunk.search_text)
+        return [self._terms.get(int(i), []) for i in ids]
 
     def damp_stuffing(
         self, query: str, ids: np.ndarray, scores: np.ndarray, *, limit: float
     ) -> np.ndarray:
         """BM25 candidate ids re-ranked with stuffed passages' scores damped."""
-        query_terms = set(self.index.lexical.tokenize(query))
-        shares = [repetition_share(self.chunk_terms(int(i)), query_terms) for i in ids]
+        query_terms = set(self.index.lexicon.tokenize(query))
+        shares = [repetition_share(terms, query_terms) for terms in self.chunk_terms(ids)]
         factors = np.array([stuffing_damping(share, limit=limit) for share in shares])
         if np.all(factors == 1.0):
             return ids
@@ -253,7 +246,8 @@ class Retriever:
             raise ValueError(f"where must be a SourceFilter, got {type(where).__name__}")
         allowed = self.allowed_ids(where) if where is not None else None
         timings: dict[str, float] = {}
-        if self.index.vectors.size == 0:
+        store = self.index.store
+        if store.size == 0:
             return RetrievalResult([], timings)
         t0 = time.perf_counter()
         # BM25-only retrieval embeds the query after fusion, only to give its hits a dense score
@@ -262,52 +256,81 @@ class Retriever:
         t1 = time.perf_counter()
         timings["embed"] = (t1 - t0) * 1000
         # Each engine contributes `candidates` (at least top_k) to fusion.
-        depth = max(self.candidates, top_k)
-        no_ids = np.zeros(0, dtype=np.int64)
-        dense_ids = (
-            self.index.vectors.search(query_vector, depth, allowed=allowed)[0]
-            if method != "bm25"
-            else no_ids
+        found = store.search(
+            text=query if method != "dense" else None,
+            vector=query_vector,
+            k=max(self.candidates, top_k),
+            allowed=allowed,
         )
         t2 = time.perf_counter()
-        timings["dense"] = (t2 - t1) * 1000
-        bm25_ids, bm25_scores = (
-            self.index.lexical.search(query, depth, allowed=allowed)
-            if method != "dense"
-            else (no_ids, no_ids)
-        )
+        timings["search"] = (t2 - t1) * 1000
+        bm25_ids = found.lexical_ids
         if stuffing_limit > 0 and len(bm25_ids):
-            bm25_ids = self.damp_stuffing(query, bm25_ids, bm25_scores, limit=stuffing_limit)
+            bm25_ids = self.damp_stuffing(
+                query, bm25_ids, found.lexical_scores, limit=stuffing_limit
+            )
         t3 = time.perf_counter()
-        timings["bm25"] = (t3 - t2) * 1000
+        timings["damping"] = (t3 - t2) * 1000
         rankings, weights = [], []
-        for ranking, weight in ((dense_ids, self.dense_weight), (bm25_ids, 1.0)):
+        for ranking, weight in ((found.dense_ids, self.dense_weight), (bm25_ids, 1.0)):
             if len(ranking):
                 rankings.append(ranking.tolist())
                 weights.append(weight)
         fused = rrf_fuse(rankings, k=self.rrf_k, weights=weights)
-        dense_rank = {int(d): r for r, d in enumerate(dense_ids, start=1)}
-        bm25_rank = {int(d): r for r, d in enumerate(bm25_ids, start=1)}
-        ids = np.array([doc for doc, _ in fused], dtype=np.int64)
         if query_vector is None:
             query_vector = self.embedder.encode([query])[0]
-        all_dense = self.index.vectors.score(query_vector, ids)
-        all_bm25 = self.index.lexical.score(query, ids) if len(ids) else np.zeros(0)
-        chunks = self.index.chunks
-        keep = collapse_near_duplicates([chunks[d].search_text for d in ids], limit=top_k)
-        hits = []
-        for position in keep:
-            doc = int(ids[position])
-            hits.append(
-                Hit(
-                    chunk=chunks[doc],
-                    rank=len(hits) + 1,
-                    fused_score=float(fused[position][1]),
-                    dense_score=float(all_dense[position]),
-                    bm25_score=float(all_bm25[position]),
-                    dense_rank=dense_rank.get(doc),
-                    bm25_rank=bm25_rank.get(doc),
-                )
-            )
+        hits = self._hits(query, query_vector, fused, found, bm25_ids, top_k=top_k)
         timings["fusion"] = (time.perf_counter() - t3) * 1000
         return RetrievalResult(hits, timings)
+
+    def _hits(
+        self,
+        query: str,
+        query_vector: np.ndarray,
+        fused: list[tuple[int, float]],
+        found: Candidates,
+        bm25_ids: np.ndarray,
+        *,
+        top_k: int,
+    ) -> list[Hit]:
+        """The fused candidates as Hits, near-duplicates collapsed, both engines' scores."""
+        store = self.index.store
+        chunks: list[Chunk] = []
+        fused_score: list[float] = []
+        # Fetched in pages: collapsing usually keeps top_k of the first 2 * top_k.
+        for start in range(0, len(fused), 2 * top_k):
+            page = fused[start : start + 2 * top_k]
+            fetched = {c.id: c for c in store.fetch([doc for doc, _ in page])}
+            for doc, score in page:
+                if doc in fetched:
+                    chunks.append(fetched[doc])
+                    fused_score.append(score)
+            keep = collapse_near_duplicates([c.search_text for c in chunks], limit=top_k)
+            if len(keep) >= top_k:
+                break
+        chunks = [chunks[p] for p in keep]
+        ids = np.array([c.id for c in chunks], dtype=np.int64)
+        dense = _scores_for(ids, found.dense_ids, found.dense_scores)
+        lexical = _scores_for(ids, found.lexical_ids, found.lexical_scores)
+        unscored = np.isnan(dense)
+        if unscored.any():
+            dense[unscored] = store.vectors(ids[unscored].tolist()) @ query_vector
+        unscored = np.isnan(lexical)
+        if unscored.any():
+            lexical[unscored] = store.lexical_scores(query, ids[unscored].tolist())
+        dense_rank = {int(d): r for r, d in enumerate(found.dense_ids, start=1)}
+        bm25_rank = {int(d): r for r, d in enumerate(bm25_ids, start=1)}
+        return [
+            Hit(
+                chunk=chunk, rank=n, fused_score=float(fused_score[p]),
+                dense_score=float(dense[n - 1]), bm25_score=float(lexical[n - 1]),
+                dense_rank=dense_rank.get(chunk.id), bm25_rank=bm25_rank.get(chunk.id),
+            )
+            for n, (p, chunk) in enumerate(zip(keep, chunks, strict=True), start=1)
+        ]  # fmt: skip
+
+
+def _scores_for(ids: np.ndarray, known_ids: np.ndarray, known_scores: np.ndarray) -> np.ndarray:
+    """Each id's score from a candidate list, NaN where the list does not hold it."""
+    lookup = {int(i): float(s) for i, s in zip(known_ids, known_scores, strict=True)}
+    return np.array([lookup.get(int(i), np.nan) for i in ids], dtype=np.float64)

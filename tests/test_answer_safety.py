@@ -184,7 +184,7 @@ def test_keyword_stuffing_is_damped_in_ranking(hostile_pipeline):
 
 
 def test_llm_never_sees_text_addressed_to_it(hostile_pipeline):
-    (chunk,) = [c for c in hostile_pipeline.index.chunks if c.source == "zz_inject.txt"]
+    (chunk,) = hostile_pipeline.index.chunks_of(["zz_inject.txt"])
     hit = Hit(chunk, 1, 1.0, 0.5, 5.0, 1, 1)
     prompt = build_prompt(
         CARTEL_Q, [hit], count_tokens=lambda t: len(t) // 4 + 1, n_ctx=4096, answer_tokens=256
@@ -212,7 +212,8 @@ def test_llm_answer_from_injected_text_is_rejected(hostile_pipeline, embedder):
 
 def test_chunk_is_still_cited_verbatim(hostile_pipeline):
     answer = hostile_pipeline.ask("How often does the Quuxville ferry leave the north pier?")
-    by_span = {(c.source, c.start, c.end): c for c in hostile_pipeline.index.chunks}
+    by_span = {(c.source, c.start, c.end): c for c in hostile_pipeline.index.chunks_of()}
+    assert answer.citations
     for citation in answer.citations:
         chunk: Chunk = by_span[(citation.source, citation.start, citation.end)]
         assert chunk.text == citation.text  # flagging never rewrites the cited text

@@ -160,7 +160,7 @@ def test_a_reloaded_page_shows_what_others_changed(
     on_disk = CorpusIndex.load(private_pipeline.config.index)
 
     stats = open_documents(page, served_app)  # the same page, reloaded
-    assert stats.startswith(f"{count + 2} documents · {len(on_disk.chunks)} passages")
+    assert stats.startswith(f"{count + 2} documents · {on_disk.size} passages")
     stale = browser.new_page(viewport={"width": 1400, "height": 1200})
     open_documents(stale, served_app)  # a second tab, loaded while dup.txt is there
     remove_in_page(page, "dup.txt")

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import index.segments as segments_module
 import rag.__main__ as cli
-from index import IndexConfig
-from index import stores as stores_module
-from index.stores import BM25Store, FaissVectorStore
+from index import Chunk, IndexConfig, TermStats, analyzer, chunk_id
+from index.segments import EmbeddedStore, Segment, write_segment
 from rag import Config, Pipeline
 from rag.collections import (
     DEFAULT_COLLECTION,
@@ -224,37 +224,77 @@ def test_filter_json_round_trip():
         SourceFilter.from_dict({"file": ["a.txt"]})
 
 
-def test_bm25_search_ranks_only_the_allowed_rows():
+def embedded_store(root: Path, texts: list[str], vectors: np.ndarray, *, dense: dict, parts: int):
+    """An embedded store of one chunk per text (row i = texts[i]) in `parts` segments.
+
+    Returns the store and the chunk id of each row.
+    """
+    chunks = [
+        Chunk(
+            id=chunk_id(f"doc{i}.txt", 0, len(t), t, t), source=f"doc{i}.txt", title="", date="",
+            start=0, end=len(t), text=t, search_text=t, sentences=((0, len(t)),),
+            n_tokens=len(t.split()),
+        )
+        for i, t in enumerate(texts)
+    ]  # fmt: skip
+    segments = []
+    for rows in np.array_split(np.arange(len(chunks)), parts):
+        item = write_segment(root, [chunks[i] for i in rows], vectors[rows], dense=dense)
+        segments.append(Segment(root / "segments" / item["name"]))
+    stats = TermStats.of(analyzer().tokenize(c.search_text) for c in chunks)
+    return EmbeddedStore(segments, stats), np.array([c.id for c in chunks], dtype=np.int64)
+
+
+FLAT = {"type": "flat", "metric": "inner_product"}
+
+
+@pytest.mark.parametrize("parts", [1, 2])
+def test_bm25_search_ranks_only_the_allowed_rows(tmp_path, parts):
     # Every row has "apple"; the rows saying it once rank last overall.
     texts = [("apple " * 5 + f"filler{i}").strip() for i in range(40)]
     texts += [f"apple pear plum cherry grape lemon row{i}" for i in range(5)]
-    store = BM25Store(texts)
-    everything, _ = store.search("apple", 5)
-    assert not set(everything.tolist()) & set(range(40, 45))
-    allowed = np.array([44, 3, 40, 41], dtype=np.int64)
-    ids, scores = store.search("apple", 3, allowed=allowed)
-    full = store.score("apple", np.arange(len(texts)))
-    best = sorted(allowed.tolist(), key=lambda i: (-full[i], i))[:3]
-    assert ids.tolist() == best and np.all(np.diff(scores) <= 0)
-    assert store.search("nothing-like-it", 3, allowed=allowed)[0].size == 0
+    vectors = np.eye(len(texts), 8, dtype=np.float32) + 0.01
+    store, row_ids = embedded_store(tmp_path, texts, vectors, dense=FLAT, parts=parts)
+    row_of = {int(i): r for r, i in enumerate(row_ids)}
+    everything = store.search(text="apple", vector=None, k=5).lexical_ids
+    assert not {row_of[int(i)] for i in everything} & set(range(40, 45))
+    allowed = np.sort(row_ids[[44, 3, 40, 41]])
+    found = store.search(text="apple", vector=None, k=3, allowed=allowed)
+    full = store.lexical_scores("apple", row_ids.tolist())
+    score = {int(i): s for i, s in zip(row_ids, full, strict=True)}
+    # Best first; equal scores go by chunk id (index.segments.top_k).
+    best = sorted(allowed.tolist(), key=lambda i: (-score[i], i))[:3]
+    assert found.lexical_ids.tolist() == best and np.all(np.diff(found.lexical_scores) <= 0)
+    assert np.allclose(found.lexical_scores, [score[i] for i in best])
+    assert found.dense_ids.size == 0  # no vector asked for
+    missing = store.search(text="nothing-like-it", vector=None, k=3, allowed=allowed)
+    assert missing.lexical_ids.size == 0
 
 
+@pytest.mark.parametrize("parts", [1, 3])
 @pytest.mark.parametrize(("kind", "exact_rows"), [("flat", 20_000), ("flat", 2), ("hnsw", 2)])
-def test_dense_search_ranks_only_the_allowed_rows(monkeypatch, kind, exact_rows):
+def test_dense_search_ranks_only_the_allowed_rows(monkeypatch, tmp_path, kind, exact_rows, parts):
     # exact_rows=2 makes a 30-row filter go through FAISS's ID selector instead of numpy.
-    monkeypatch.setattr(stores_module, "EXACT_SUBSET_ROWS", exact_rows)
+    monkeypatch.setattr(segments_module, "EXACT_SUBSET_ROWS", exact_rows)
     rng = np.random.default_rng(7)
     vectors = rng.normal(size=(500, 16)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    store = FaissVectorStore(vectors, kind=kind)
+    dense = FLAT if kind == "flat" else {**FLAT, "type": "hnsw", "M": 16, "ef_search": 64}
+    texts = [f"row {i}" for i in range(500)]
+    store, row_ids = embedded_store(tmp_path, texts, vectors, dense=dense, parts=parts)
+    assert all(s.meta["dense"]["type"] == kind for s in store.segments)
     query = vectors[0]
-    allowed = np.sort(rng.choice(np.arange(1, 500), size=30, replace=False)).astype(np.int64)
-    ids, scores = store.search(query, 5, allowed=allowed)
-    expected = allowed[np.argsort(-(vectors[allowed] @ query), kind="stable")][:5]
-    assert set(ids.tolist()) <= set(allowed.tolist()) and 0 not in ids.tolist()
-    assert ids.tolist() == expected.tolist()
-    assert np.allclose(scores, vectors[ids] @ query, atol=1e-5)
-    assert store.search(query, 5, allowed=np.zeros(0, dtype=np.int64))[0].size == 0
+    allowed_rows = np.sort(rng.choice(np.arange(1, 500), size=30, replace=False))
+    allowed = np.sort(row_ids[allowed_rows])
+    found = store.search(text=None, vector=query, k=5, allowed=allowed)
+    expected = allowed_rows[np.argsort(-(vectors[allowed_rows] @ query), kind="stable")][:5]
+    assert set(found.dense_ids.tolist()) <= set(allowed.tolist())
+    assert int(row_ids[0]) not in found.dense_ids.tolist()
+    assert found.dense_ids.tolist() == row_ids[expected].tolist()
+    assert np.allclose(found.dense_scores, store.vectors(found.dense_ids) @ query, atol=1e-5)
+    assert np.allclose(store.vectors(found.dense_ids), vectors[expected])
+    empty = store.search(text=None, vector=query, k=5, allowed=np.zeros(0, dtype=np.int64))
+    assert empty.dense_ids.size == 0
 
 
 # --- two collections, built and asked through the CLI and through Pipeline ----------------------

@@ -97,14 +97,16 @@ def test_citation_spans_are_exact(pipeline, config):
 
 def test_every_chunk_fits_the_model(pipeline, embedder, config):
     limit = config.index.max_seq_length - 2
-    for chunk in pipeline.index.chunks:
+    chunks = pipeline.index.chunks_of()
+    assert len(chunks) == pipeline.index.size > 0
+    for chunk in chunks:
         assert embedder.count_tokens([chunk.search_text])[0] <= limit
         original = (config.index.corpus_dir / chunk.source).read_text(encoding="utf-8")
         assert original[chunk.start : chunk.end] == chunk.text
 
 
 def test_forum_chrome_and_duplicates_not_indexed(pipeline):
-    texts = [c.search_text for c in pipeline.index.chunks if c.source.startswith("002_")]
+    texts = [c.search_text for c in pipeline.index.chunks_of() if c.source.startswith("002_")]
     joined = " ".join(texts)
     assert "Please, Log in or Register" not in joined
     assert "Registered Member" not in joined
@@ -124,6 +126,9 @@ def test_hits_carry_both_scores(pipeline):
     assert [h.rank for h in result.hits] == [1, 2, 3]
     assert all(h.dense_score > 0 and h.fused_score > 0 for h in result.hits)
     assert any(h.bm25_score > 0 for h in result.hits)
+    # One store search gives both engines' candidates (no separate dense and BM25 passes).
+    assert list(result.timings_ms) == ["embed", "search", "damping", "fusion"]
+    assert all(t >= 0 for t in result.timings_ms.values())
 
 
 def test_long_and_control_character_questions(pipeline):

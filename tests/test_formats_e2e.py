@@ -12,6 +12,7 @@ import json
 import shutil
 import subprocess
 import sys
+from collections import Counter
 
 import pytest
 
@@ -114,7 +115,11 @@ def test_every_type_is_indexed_with_locators(mixed_index):
     sources = {d.source for d in loaded.documents}
     assert {f"file.{k}" for k in FACTS} <= sources
     assert "file.eml/a.txt" in sources  # the mail's attachment is a document of its own
-    assert all(c.locator for c in loaded.chunks)
+    chunks = loaded.chunks_of()
+    # The store holds each document's chunks as the manifest counts them.
+    counts = {d.source: d.chunks for d in loaded.documents if d.chunks}
+    assert dict(Counter(c.source for c in chunks)) == counts and len(chunks) == loaded.size
+    assert all(c.locator for c in chunks)
 
 
 @pytest.mark.parametrize("kind", sorted(FACTS))

@@ -16,6 +16,7 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
+import faiss
 import pytest
 
 import index.build as build
@@ -212,15 +213,17 @@ def test_full_disk_is_one_line_and_keeps_the_index(tmp_path, embedder, monkeypat
     live = current_generation(config.index_dir)
     (config.corpus_dir / "more.txt").write_text("One more document to index.", encoding="utf-8")
 
-    def full(self, folder):
-        raise OSError(errno.ENOSPC, "No space left on device", str(Path(folder) / "dense.faiss"))
+    def full(index, path):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(build.FaissVectorStore, "save", full)
+    # The disk fills while the new segment's vectors are written (segments/.seg-*.tmp/).
+    monkeypatch.setattr(faiss, "write_index", full)
     code, err = cli(config, "index")
     assert code != 0
     assert_one_line(err, "dense.faiss", "No space left on device", "disk is full")
     assert current_generation(config.index_dir) == live
     assert not [p for p in config.index_dir.iterdir() if p.name.startswith(".gen-")]
+    assert not [p for p in (config.index_dir / "segments").iterdir() if p.name.startswith(".")]
     monkeypatch.undo()
     assert_answers(config, embedder)
 
@@ -254,7 +257,9 @@ def test_read_only_index_is_one_line(tmp_path, embedder, monkeypatch):
         assert code != 0
         assert_one_line(err, ".lock", "Permission denied")
         # A read command that needs a rebuild (the index is damaged) says the same.
-        (current_generation(config.index_dir) / "chunks.jsonl").unlink()
+        live = CorpusIndex.load(config, verify=False)
+        segment = live.manifest["store"]["segments"][0]["name"]
+        (config.index_dir / "segments" / segment / "chunks.sqlite3").unlink()
         code, err = cli(config, "ask", "Who commands NORTHCOM?")
         assert code != 0
         assert_one_line(err, ".lock", "Permission denied")

@@ -95,7 +95,9 @@ def test_index_stores_every_document_text(tmp_path, embedder):
     update_index(config, progress=False, embedder=embedder)
     loaded = CorpusIndex.load(config)
     texts = {d.source: get_document(config.index_dir, d.text_key).text for d in loaded.documents}
-    for chunk in loaded.chunks:
+    chunks = loaded.chunks_of()
+    assert {c.source for c in chunks} == set(texts) and len(chunks) == loaded.size
+    for chunk in chunks:
         assert texts[chunk.source][chunk.start : chunk.end] == chunk.text
         assert chunk.locator.startswith("line")
     (config.corpus_dir / NORTHCOM).unlink()
@@ -193,12 +195,14 @@ def test_a_parse_cut_off_keeps_the_indexed_document(tmp_path, embedder):
     config = small_corpus(tmp_path, [NORTHCOM])
     write_docx(config.corpus_dir / "plan.docx", ["The Quarlow depot opens in May."] * 3)
     update_index(config, progress=False, embedder=embedder)
+    indexed = CorpusIndex.load(config).chunks_of(["plan.docx"])
+    assert indexed
     hurried = dataclasses.replace(config, parse_seconds=0.001)  # every worker parse is cut off
     report = update_index(hurried, progress=False, embedder=embedder)
     assert "plan.docx" in report.kept and "plan.docx" not in report.removed
     assert "longer than" in {s.source: s.reason for s in report.skipped}["plan.docx"]
     loaded = CorpusIndex.load(config)
-    assert any(c.source == "plan.docx" for c in loaded.chunks)
+    assert loaded.chunks_of(["plan.docx"]) == indexed  # the same chunks, ids included
     assert "plan.docx" not in loaded.manifest["parse_failures"]  # tried again next time
     again = update_index(config, progress=False, embedder=embedder)
     assert not again.skipped

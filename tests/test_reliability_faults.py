@@ -151,8 +151,19 @@ def run_kill_trials(
     # (a reader may have been opening it), older ones are deleted.
     generations = [n for n in left if n.startswith("gen-")]
     assert live in generations and len(generations) == 2
-    # texts/: the documents' extracted texts, shared by the generations.
-    assert sorted(set(left) - set(generations)) == sorted([CURRENT_FILE, ".lock", "texts"])
+    # texts/: the documents' extracted texts, segments/: the chunks, shared by the generations.
+    assert sorted(set(left) - set(generations)) == sorted(
+        [CURRENT_FILE, ".lock", "segments", "texts"]
+    )
+    # Segments a killed build staged or wrote but never made live are deleted too.
+    listed = {
+        item["name"]
+        for name in generations
+        for item in json.loads((config.index_dir / name / "manifest.json").read_text())["store"][
+            "segments"
+        ]
+    }
+    assert sorted(p.name for p in (config.index_dir / "segments").iterdir()) == sorted(listed)
     assert_answers(config, embedder)
     return phases
 
@@ -183,10 +194,34 @@ def _edit_manifest(folder: Path) -> None:
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
 
 
-def _edit_chunks(folder: Path) -> None:
-    """Change one word in chunks.jsonl, keeping every line valid JSON."""
-    path = folder / "chunks.jsonl"
-    path.write_text(path.read_text(encoding="utf-8").replace("Guillot", "Gullible", 1))
+def _segment(generation: Path) -> Path:
+    """The folder of the generation's first chunk segment (index.segments)."""
+    manifest = json.loads((generation / "manifest.json").read_text(encoding="utf-8"))
+    return generation.parent / "segments" / manifest["store"]["segments"][0]["name"]
+
+
+def _edit_chunks(generation: Path) -> None:
+    """Change one word of one chunk in the segment's chunks.sqlite3 (still a valid database)."""
+    import sqlite3
+
+    connection = sqlite3.connect(_segment(generation) / "chunks.sqlite3")
+    try:
+        row = connection.execute("SELECT id FROM chunks WHERE text LIKE '%Guillot%'").fetchone()
+        connection.execute(
+            "UPDATE chunks SET text = replace(text, 'Guillot', 'Gullible') WHERE id = ?", row
+        )
+        connection.commit()
+    finally:
+        connection.close()
+
+
+def _edit_terms(generation: Path) -> None:
+    """Change one document frequency in terms.json, keeping it valid JSON."""
+    path = generation / "terms.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    term = next(iter(data["df"]))
+    data["df"][term] += 1
+    path.write_text(json.dumps(data), encoding="utf-8")
 
 
 def _truncate(path: Path, keep: float) -> None:
@@ -198,15 +233,28 @@ def _truncate(path: Path, keep: float) -> None:
 CORRUPTIONS = {
     # name: (damage done to the live generation folder, words the load error must contain)
     "truncated FAISS file": (
-        lambda g: _truncate(g / "dense.faiss", 0.5),
+        lambda g: _truncate(_segment(g) / "dense.faiss", 0.5),
         ["dense.faiss", "checksum"],
     ),
     "edited manifest": (_edit_manifest, ["manifest.json", "checksum"]),
     "manifest not JSON": (lambda g: _truncate(g / "manifest.json", 0.6), ["manifest.json", "JSON"]),
     "manifest deleted": (lambda g: (g / "manifest.json").unlink(), ["manifest.json", "missing"]),
-    "missing chunk store": (lambda g: (g / "chunks.jsonl").unlink(), ["chunks.jsonl", "missing"]),
-    "chunk store edited": (_edit_chunks, ["chunks.jsonl", "checksum"]),
-    "BM25 file missing": (lambda g: (g / "bm25" / "store.json").unlink(), ["bm25", "missing"]),
+    "missing chunk store": (
+        lambda g: (_segment(g) / "chunks.sqlite3").unlink(),
+        ["chunks.sqlite3", "missing"],
+    ),
+    "chunk store edited": (_edit_chunks, ["chunks.sqlite3", "checksum"]),
+    "BM25 file missing": (
+        lambda g: (_segment(g) / "postings" / "rows.npy").unlink(),
+        ["postings", "rows.npy", "missing"],
+    ),
+    "chunk ids truncated": (lambda g: _truncate(_segment(g) / "ids.npy", 0.5), ["ids.npy"]),
+    "term table missing": (lambda g: (g / "terms.json").unlink(), ["terms.json", "missing"]),
+    "term table edited": (_edit_terms, ["terms.json", "checksum"]),
+    "segment deleted": (
+        lambda g: shutil.rmtree(_segment(g)),
+        ["segments", "missing"],
+    ),
     "CURRENT garbage": (
         lambda g: (g.parent / CURRENT_FILE).write_bytes(b"\xff\xfe../../etc\x00"),
         ["CURRENT", "unreadable"],
@@ -274,9 +322,13 @@ def test_corrupt_index_is_detected_and_restored(
     )
     assert code == 0, err
     assert_answers(config, embedder)
-    assert [p.name for p in config.index_dir.iterdir() if p.name.startswith("gen-")] == [
-        current_generation(config.index_dir).name
-    ]
+    # The damaged generation is useless to readers: it is deleted with its segments.
+    live = current_generation(config.index_dir)
+    assert [p.name for p in config.index_dir.iterdir() if p.name.startswith("gen-")] == [live.name]
+    segments = json.loads((live / "manifest.json").read_text())["store"]["segments"]
+    assert sorted(p.name for p in (config.index_dir / "segments").iterdir()) == sorted(
+        item["name"] for item in segments
+    )
 
 
 def test_rag_index_subprocess_restores_service(built_index, tmp_path, embedder):

@@ -376,8 +376,8 @@ def run_index_fuzz(root: Path, embedder, *, examples: int, **options) -> int:
         loaded = CorpusIndex.load(config)
         assert loaded.manifest["skipped"] == [[s.source, s.reason] for s in skipped]
         assert set(loaded.manifest["documents"]) == {d.source for d in docs}
-        ids, _ = loaded.lexical.search("Zorblatt Quuxville bridge", 3)
-        assert loaded.chunks[int(ids[0])].source == SENTINEL
+        found = loaded.store.search(text="Zorblatt Quuxville bridge", vector=None, k=3)
+        assert loaded.store.fetch(found.lexical_ids[:1].tolist())[0].source == SENTINEL
         answer = Pipeline(Config(index=config), embedder=embedder).ask(
             "What did the Zorblatt council decide about the Quuxville bridge?"
         )
@@ -411,7 +411,7 @@ def test_symlinks_are_not_followed(tmp_path, embedder):
     assert set(reasons) == {"secret.txt", "linked-folder", "inside-link.md", "loop.txt"}
     assert all(r == "symbolic link (not followed)" for r in reasons.values())
     assert report.added == [SENTINEL]
-    assert not any(OUTSIDE_SECRET in c.text for c in CorpusIndex.load(config).chunks)
+    assert not any(OUTSIDE_SECRET in c.text for c in CorpusIndex.load(config).chunks_of())
 
 
 def test_undecodable_name_no_longer_aborts_the_build(tmp_path, embedder):
@@ -451,8 +451,8 @@ def test_fifty_megabyte_single_line_is_indexed(tmp_path, embedder):
     elapsed = time.perf_counter() - started
     assert sorted(report.added) == ["huge.txt", SENTINEL] and not report.skipped
     loaded = CorpusIndex.load(config)
-    ids, _ = loaded.lexical.search("Zorblatt Quuxville bridge", 3)
-    assert loaded.chunks[int(ids[0])].source == SENTINEL
+    found = loaded.store.search(text="Zorblatt Quuxville bridge", vector=None, k=3)
+    assert loaded.store.fetch(found.lexical_ids[:1].tolist())[0].source == SENTINEL
     print(f"\n50 MB single line indexed in {elapsed:.1f}s ({report.chunks_total} chunks)")
     assert elapsed < 300
 

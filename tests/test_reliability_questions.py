@@ -172,7 +172,8 @@ def check_answer(pipeline, text: str, history: list) -> str:
     for extra in markers - numbers:
         # A quoted sentence may carry its own "[8]" (a numbered verse in the forum thread).
         assert any(f"[{extra}]" in c.text for c in answer.citations), answer.answer
-    chunks = {(c.source, c.start, c.end): c.text for c in pipeline.index.chunks}
+    cited = sorted({c.source for c in answer.citations})
+    chunks = {(c.source, c.start, c.end): c.text for c in pipeline.index.chunks_of(cited)}
     for citation in answer.citations:
         assert chunks[(citation.source, citation.start, citation.end)] == citation.text
     if cleaned_length(text) > pipeline.config.max_question_chars:

@@ -15,8 +15,8 @@ import unicodedata
 
 import pytest
 
+from index.analyzer import ANALYZER, Analyzer, analyzer
 from index.cleaning import split_sentences
-from index.stores import ANALYZER, BM25Store
 from rag import ABSTAIN_SENTENCE
 from rag.config import NON_LATIN_WARNING
 from rag.extractive import is_non_latin
@@ -37,9 +37,9 @@ DOCUMENTS = {
 
 
 @pytest.fixture(scope="module")
-def store() -> BM25Store:
-    """A BM25 store, for its analyzer."""
-    return BM25Store(["placeholder"])
+def text_analyzer() -> Analyzer:
+    """The index's lexical analyzer (what BM25, abstention and highlighting tokenize with)."""
+    return analyzer()
 
 
 @pytest.fixture(scope="module")
@@ -64,34 +64,37 @@ def test_analyzer_has_a_new_name():
     assert ANALYZER != "snowball-en+stopwords" and "unicode" in ANALYZER
 
 
-def test_accents_are_folded_alike_in_every_form(store):
-    composed = store.tokenize("café Montréal")
+def test_accents_are_folded_alike_in_every_form(text_analyzer):
+    composed = text_analyzer.tokenize("café Montréal")
     assert composed == ["cafe", "montreal"]
-    assert store.tokenize(unicodedata.normalize("NFD", "café Montréal")) == composed
-    assert store.tokenize("CAFE MONTREAL") == composed
-    assert store.tokenize("Straße naïve") == ["strass", "naiv"]
+    assert text_analyzer.tokenize(unicodedata.normalize("NFD", "café Montréal")) == composed
+    assert text_analyzer.tokenize("CAFE MONTREAL") == composed
+    assert text_analyzer.tokenize("Straße naïve") == ["strass", "naiv"]
 
 
-def test_ascii_terms_are_unchanged(store):
-    assert store.tokenize("Mexico's 29 cartel bosses were handed over") == [
+def test_ascii_terms_are_unchanged(text_analyzer):
+    assert text_analyzer.tokenize("Mexico's 29 cartel bosses were handed over") == [
         "mexico", "29", "cartel", "boss", "were", "hand", "over",
     ]  # fmt: skip
-    assert store.tokenize("Mexico’s bosses") == store.tokenize("Mexico's bosses")
+    assert text_analyzer.tokenize("Mexico’s bosses") == text_analyzer.tokenize("Mexico's bosses")
 
 
-def test_chinese_and_japanese_give_character_bigrams(store):
-    terms = store.tokenize("咖啡馆开门")
+def test_chinese_and_japanese_give_character_bigrams(text_analyzer):
+    terms = text_analyzer.tokenize("咖啡馆开门")
     assert {"咖啡", "啡馆", "开门", "咖", "门"} <= set(terms)
-    assert {"図書", "書館", "休館"} <= set(store.tokenize("図書館の休館日"))
-    assert store.tokenize("猫") == ["猫"]  # a one-character word is still a term
-    assert store.tokenize("iPhone手机") == ["iphon", "手机", "手", "机"]
+    assert {"図書", "書館", "休館"} <= set(text_analyzer.tokenize("図書館の休館日"))
+    assert text_analyzer.tokenize("猫") == ["猫"]  # a one-character word is still a term
+    assert text_analyzer.tokenize("iPhone手机") == ["iphon", "手机", "手", "机"]
 
 
-def test_other_scripts_keep_their_words(store):
-    assert store.tokenize("سوق القاهرة") == ["سوق", "القاهرة"]
-    assert store.tokenize("مَدِينَة") == store.tokenize("مدينة")  # vowel points folded
-    assert store.tokenize("Привет мир") == ["привет", "мир"]
-    assert store.tokenize("नमस्ते दुनिया") == ["नमस्ते", "दुनिया"]  # vowel signs kept inside words
+def test_other_scripts_keep_their_words(text_analyzer):
+    assert text_analyzer.tokenize("سوق القاهرة") == ["سوق", "القاهرة"]
+    assert text_analyzer.tokenize("مَدِينَة") == text_analyzer.tokenize("مدينة")  # vowel points folded
+    assert text_analyzer.tokenize("Привет мир") == ["привет", "мир"]
+    assert text_analyzer.tokenize("नमस्ते दुनिया") == [
+        "नमस्ते",
+        "दुनिया",
+    ]  # vowel signs kept inside words
 
 
 # --- sentences -----------------------------------------------------------------------------------
@@ -157,10 +160,18 @@ def test_english_questions_still_answer(multilingual):
     assert "29" in answer.answer and not answer.warnings
 
 
-def test_stray_marks_never_make_empty_terms():
-    store = BM25Store(["café 乗\u05c4 mark", "other text"])
+def test_stray_marks_never_make_empty_terms(tmp_path):
+    import numpy as np
+
+    from tests.test_collections import FLAT, embedded_store
+
+    texts = ["café 乗\u05c4 mark", "other text"]
+    store, row_ids = embedded_store(
+        tmp_path, texts, np.eye(2, 4, dtype=np.float32), dense=FLAT, parts=1
+    )
     for text in ["\u0301", "乗\u05c4", "a\u0301 \u05c4", "\U000e0064\ude62ê"]:
-        assert "" not in store.tokenize(text)
-    # bm25s keeps "" in its vocabulary with an out-of-range id: a query must never reach it.
-    ids, _ = store.search("\u05c4 \u0301 café", 5)
-    assert ids.tolist() == [0]
+        assert "" not in analyzer().tokenize(text)
+    assert "" not in store.segments[0].postings.terms and "" not in store.stats.df
+    # A query of stray marks and one real word finds the one chunk holding that word.
+    found = store.search(text="\u05c4 \u0301 café", vector=None, k=5)
+    assert found.lexical_ids.tolist() == [int(row_ids[0])]

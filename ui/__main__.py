@@ -3,16 +3,16 @@
     python -m ui [--host 127.0.0.1] [--port 7860] [--corpus DIR] [--index DIR] [--watch-seconds 5]
 
 Environment (read here only): RAG_HOST, RAG_PORT, RAG_CORPUS, RAG_INDEX, RAG_UPLOAD_MB,
-RAG_WATCH_SECONDS, RAG_USERNAME and RAG_PASSWORD (required when binding to anything but
-loopback), RAG_API_KEY (bearer key of /v1 and /api; also required off loopback). The chat, the
-OpenAI-compatible /v1 and /api/ask share one port (`ui/openai_api.py`). The index is built
-first only if it is missing or was built with other settings; while serving, the corpus folder
-is looked at every few seconds and what changed is indexed in the background (--watch-seconds 0
-turns that off). Chat turns (and /v1 requests with "store": true) are saved in
-conversations.sqlite3 beside the index folder (data/ by default), each user's apart. Other
-collections (`python -m rag collections`; settings under <data>/collections, data being
-RAG_DATA or the folder holding --index) are served too: the chat has a collection selector and
-/v1 a model per collection.
+RAG_STORE, RAG_MILVUS_URI, RAG_MILVUS_TOKEN, RAG_WATCH_SECONDS, RAG_USERNAME and RAG_PASSWORD
+(required when binding to anything but loopback), RAG_API_KEY (bearer key of /v1 and /api; also
+required off loopback). The chat, the OpenAI-compatible /v1 and /api/ask share one port
+(`ui/openai_api.py`). The index is built first only if it is missing or was built with other
+settings; while serving, the corpus folder is looked at every few seconds and what changed is
+indexed in the background (--watch-seconds 0 turns that off). Chat turns (and /v1 requests with
+"store": true) are saved in conversations.sqlite3 beside the index folder (data/ by default),
+each user's apart. Other collections (`python -m rag collections`; settings under
+<data>/collections, data being RAG_DATA or the folder holding --index) are served too: the chat
+has a collection selector and /v1 a model per collection.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from rag import Config
 from rag.llm import find_model
 from rag.logs import configure_logging, error_line
 from rag.pipeline import open_pipeline
+from rag.store_options import add_store_options, remote_store_notice, store_settings
 
 logger = logging.getLogger("ui")
 
@@ -98,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         default=float(env.get("RAG_WATCH_SECONDS", "5")),
         help="look at the corpus folder this often and index what changed (0: never)",
     )
+    add_store_options(parser)
     parser.add_argument("--model", help="GGUF model file (env RAG_MODEL, else models/*.gguf)")
     parser.add_argument("--n-ctx", type=int, default=4096, help="LLM context size")
     parser.add_argument("--threads", type=int, help="LLM threads (default: physical cores)")
@@ -107,11 +109,16 @@ def main(argv: list[str] | None = None) -> int:
         auth = resolve_auth(args.host, env)
         api_key = resolve_api_key(args.host, env)
         model = find_model(args.model, env_value=env.get("RAG_MODEL"), models_dir=Path("models"))
+        store = store_settings(args, env)
+        notice = remote_store_notice(store)
+        if notice:
+            logger.warning("%s", notice)
         config = Config(
             index=IndexConfig(
                 corpus_dir=Path(args.corpus),
                 index_dir=Path(args.index),
                 embedding_backend=args.embedding_backend,
+                **store,
             ),
             model_path=model,
             n_ctx=args.n_ctx,

@@ -1,0 +1,118 @@
+"""The embedded engine's parts, without the model: BM25 scoring, merging, writes and deletes.
+
+python -m pytest tests/test_segments.py -q
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from index.analyzer import TermStats, analyzer
+from index.segments import MAX_SEGMENTS, EmbeddedStore, EmbeddedWriter, Postings, plan_merge
+from index.store import Chunk, chunk_id
+
+TEXTS = [
+    "Mexico and the United States signed a treaty on water rights in 1944.",
+    "The cartel used tunnels under the border; the tunnels were found in 2016.",
+    "Rain fell on the plains of Spain while the rain gauges were read.",
+    "A treaty is an agreement between states; treaties are ratified.",
+    "",
+    "Water, water everywhere, nor any drop to drink.",
+]
+
+
+def _chunk(source: str, text: str, start: int = 0) -> Chunk:
+    return Chunk(
+        id=chunk_id(source, start, start + len(text), text, text), source=source, title=source,
+        date="", start=start, end=start + len(text), text=text, search_text=text,
+        sentences=((start, start + len(text)),), n_tokens=len(text.split()),
+    )  # fmt: skip
+
+
+def _vectors(n: int, seed: int = 0) -> np.ndarray:
+    vectors = np.random.default_rng(seed).normal(size=(n, 8)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("query", ["treaty water", "tunnels border 2016", "rain", "drink drop"])
+def test_bm25_equals_bm25s_lucene(query):
+    import bm25s
+
+    tokens = [analyzer().tokenize(t) for t in TEXTS]
+    stats = TermStats.of(tokens)
+    postings = Postings.build(tokens)
+    lengths = np.asarray(postings.lengths, dtype=np.float32)
+    norm = 1.2 * (1 - 0.75 + 0.75 * lengths / stats.average_length)
+    ours = postings.scores(stats.idf(analyzer().tokenize(query)), norm)
+    reference = bm25s.BM25(k1=1.2, b=0.75, method="lucene")
+    reference.index([t or ["\x00"] for t in tokens], show_progress=False)
+    vocab = reference.vocab_dict
+    ids = sorted({vocab[t] for t in analyzer().tokenize(query) if t in vocab})
+    expected = reference.get_scores_from_ids(ids)
+    # bm25s counts the empty text as one placeholder term: lengths differ only there.
+    assert np.flatnonzero(ours).tolist() == np.flatnonzero(expected).tolist()
+    assert ours[[0, 1, 2, 3, 5]] == pytest.approx(expected[[0, 1, 2, 3, 5]], rel=0.02)
+
+
+@pytest.mark.parametrize(
+    ("segments", "new_rows", "merged"),
+    [
+        ([("a", 100, 100)], 5, set()),
+        ([("a", 100, 60)], 5, {"a"}),  # 40% deleted
+        ([("a", 100, 0)], 0, {"a"}),  # all deleted
+        ([(f"s{i}", 10 + i, 10 + i) for i in range(MAX_SEGMENTS)], 1, {"s0"}),
+        ([(f"s{i}", 10 + i, 10 + i) for i in range(MAX_SEGMENTS + 2)], 1, {"s0", "s1", "s2"}),
+        ([(f"s{i}", 10, 10) for i in range(MAX_SEGMENTS)], 0, set()),
+    ],
+)
+def test_plan_merge(segments, new_rows, merged):
+    assert plan_merge(segments, new_rows=new_rows) == merged
+
+
+def _write(tmp_path, store, chunks, vectors, *, delete=()):
+    generation = tmp_path / f"gen{len(list(tmp_path.glob('gen*')))}"
+    generation.mkdir()
+    entry = {"segments": store.items} if store is not None else {}
+    writer = EmbeddedWriter(tmp_path, store, entry=entry, dense_for=lambda rows: {"type": "flat"})
+    writer.delete_documents(list(delete))
+    writer.upsert(chunks, vectors)
+    state = writer.finish(generation)
+    stats = TermStats.of(analyzer().tokenize(c.search_text) for c in chunks)
+    opened = EmbeddedStore.open(tmp_path, generation, state.manifest, stats)
+    opened.items = state.manifest["segments"]
+    return opened
+
+
+def test_writes_deletes_and_upserts_by_id(tmp_path):
+    chunks = [_chunk(f"doc{i}.txt", t) for i, t in enumerate(TEXTS[:4])]
+    vectors = _vectors(4)
+    first = _write(tmp_path, None, chunks, vectors)
+    assert first.size == 4 and first.fetch([c.id for c in chunks]) == chunks
+    assert np.allclose(first.vectors([chunks[2].id]), vectors[2:3])
+    found = first.search(text="tunnels", vector=vectors[1], k=2)
+    assert found.dense_ids[0] == chunks[1].id and found.lexical_ids.tolist() == [chunks[1].id]
+    # doc0 deleted, doc1 replaced by a new chunk, doc2 upserted with its own id (a no-op row move)
+    new = _chunk("doc1.txt", "The tunnels were sealed in 2017.")
+    second = _write(
+        tmp_path, first, [new, chunks[2]], _vectors(2, seed=1), delete=["doc0.txt", "doc1.txt"]
+    )
+    assert second.size == 3
+    live = second.ids_of(["doc0.txt", "doc1.txt", "doc2.txt", "doc3.txt"]).tolist()
+    assert sorted(live) == sorted([new.id, chunks[2].id, chunks[3].id])
+    assert second.fetch([chunks[0].id, new.id]) == [new]
+    with pytest.raises(KeyError):
+        second.vectors([chunks[0].id])
+    found = second.search(text="tunnels", vector=None, k=5)
+    assert found.lexical_ids.tolist() == [new.id]
+    # Three of the first segment's four rows were replaced: it was merged into the new one.
+    assert len(second.segments) == 1 and second.segments[0].rows == 3
+
+
+def test_allowed_ids_limit_both_searches(tmp_path):
+    chunks = [_chunk(f"doc{i}.txt", t) for i, t in enumerate(TEXTS[:4])]
+    store = _write(tmp_path, None, chunks, _vectors(4))
+    allowed = np.array(sorted([chunks[0].id, chunks[3].id]), dtype=np.int64)
+    found = store.search(text="treaty tunnels", vector=_vectors(1, 5)[0], k=4, allowed=allowed)
+    assert set(found.dense_ids.tolist()) == set(allowed.tolist())
+    assert set(found.lexical_ids.tolist()) == set(allowed.tolist())
