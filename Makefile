@@ -86,6 +86,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.embedding
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.scale
+	$(BIN)/python -m bench.scale --real --sizes 100000 1000000 --stores faiss milvus
 	$(BIN)/python -m bench.ingest
 
 model: $(STAMP)

@@ -834,8 +834,10 @@ def measure(
     data_dir: Path,
     milvus_uri: str = "",
     progress: bool = True,
+    reuse: bool = False,
 ) -> dict:
-    """Every figure for one engine at one size (the index is built from scratch)."""
+    """Every figure for one engine at one size (the index is built from scratch, unless
+    reuse and it exists: then its build figures are those of the run that built it)."""
     # Other jobs on the machine slow everything down: the load average says when they ran.
     row: dict = {"engine": engine, "chunks_target": target, "load_avg_start": os.getloadavg()[0]}
     index_dir = data_dir / f"index-{engine}-{target}"
@@ -844,10 +846,30 @@ def measure(
         logger.info("milvus: engine not available (IndexConfig has no store field)")
         return {**row, "error": "engine not available"}
     config = index_config(corpus.folder, index_dir, settings)
+    if reuse and (index_dir / "CURRENT").is_file():
+        logger.info("[%s %d] reusing the index in %s (build figures: earlier run)", engine,
+                    target, index_dir)  # fmt: skip
+        row["build_reused"] = True
+    else:
+        row.update(full_build(engine, target, config, corpus, recorded, progress=progress))
+    if recorded.cache.dirty:
+        recorded.cache.save(data_dir / f"vectors-{base.backend}")
+    row.update(measure_built(engine, target, config, corpus, base, questions=questions,
+                             latency_questions=latency_questions,
+                             memory_questions=memory_questions, store_flag=store_flag))  # fmt: skip
+    return row
+
+
+def full_build(
+    engine: str, target: int, config: IndexConfig, corpus: Corpus, recorded, *, progress: bool
+) -> dict:
+    """Build figures: the index built from nothing through update_index."""
+    index_dir = config.index_dir
     shutil.rmtree(index_dir, ignore_errors=True)
     recorded.stats.clear()
     logger.info("[%s %d] full build of %s ...", engine, target, corpus.folder)
     report = update_index(config, embedder=recorded, progress=progress)
+    row: dict = {}
     row.update(
         chunks=report.chunks_total,
         files=len(report.added),
@@ -862,8 +884,24 @@ def measure(
     )
     logger.info("[%s %d] built: %s; vectors %s", engine, target, report.summary(),
                 dict(recorded.stats))  # fmt: skip
-    if recorded.cache.dirty:
-        recorded.cache.save(data_dir / f"vectors-{base.backend}")
+    return row
+
+
+def measure_built(
+    engine: str,
+    target: int,
+    config: IndexConfig,
+    corpus: Corpus,
+    base,
+    *,
+    questions: Sequence[Query],
+    latency_questions: int,
+    memory_questions: int,
+    store_flag: bool,
+) -> dict:
+    """Update, cold start, memory, latency and hit@5 figures of a built index."""
+    index_dir = config.index_dir
+    row: dict = {}
     logger.info("[%s %d] one-document update ...", engine, target)
     changed = (
         corpus.distractor_file(corpus.distractors // 2)
@@ -985,7 +1023,15 @@ def plot(rows: Sequence[dict], path: Path) -> None:
 def merge_rows(old: Sequence[dict], new: Sequence[dict]) -> list[dict]:
     """Rows of an earlier run with those measured again replaced (key: engine, size)."""
     fresh = {(r["engine"], r["chunks_target"]) for r in new}
+    earlier = {(r.get("engine"), r.get("chunks_target")): r for r in old}
     kept = [r for r in old if (r.get("engine"), r.get("chunks_target")) not in fresh]
+    # A row measured on a reused index keeps the build figures of the run that built it.
+    new = [
+        {**{k: v for k, v in earlier.get((r["engine"], r["chunks_target"]), {}).items()
+            if k.startswith(("build_", "chunks", "files", "vectors", "dense"))}, **r}
+        if r.get("build_reused") else r
+        for r in new
+    ]  # fmt: skip
     return sorted([*kept, *new], key=lambda r: (r["engine"], r["chunks_target"]))
 
 
@@ -1147,6 +1193,7 @@ def run(args: argparse.Namespace) -> dict:
                     latency_questions=args.latency_questions,
                     memory_questions=args.memory_questions, store_flag=store_flag,
                     data_dir=data_dir, milvus_uri=args.milvus_uri, progress=not args.quiet,
+                    reuse=args.reuse_index,
                 )  # fmt: skip
             except Exception as exc:  # one engine failing must not lose the others' figures
                 logger.exception("[%s %d] failed", engine, target)
@@ -1169,11 +1216,12 @@ def write_outputs(results: dict, *, quick: bool) -> tuple[Path, str]:
             old = json.loads(path.read_text()).get("rows", [])
         except (OSError, ValueError):
             old = []
-    results = {**results, "rows": merge_rows(old, results["rows"])}
+    merged = {**results, "rows": merge_rows(old, results["rows"])}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2, default=str))
-    plot(results["rows"], RESULTS / f"{name}.png")
-    return path, markdown(results["rows"])
+    path.write_text(json.dumps(merged, indent=2, default=str))
+    plot(merged["rows"], RESULTS / f"{name}.png")
+    results["rows"] = merged["rows"]  # the table below shows earlier runs' rows too
+    return path, markdown(merged["rows"])
 
 
 def vector_note(results: dict) -> str:
@@ -1212,6 +1260,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--noise", type=float, default=NOISE, help="sigma per dimension")
     parser.add_argument("--milvus-uri", default="", help="default: a Milvus Lite file per index")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--reuse-index", action="store_true",
+        help="measure an index already built by an earlier run (its build figures are kept)",
+    )  # fmt: skip
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     if args.quick:

@@ -3,14 +3,16 @@
     python -m rag index --corpus corpus --index data/index
 
 `update_index` is a short pipeline of typed steps, each testable alone:
-    plan_update   scan the folder, compare fingerprints with the live index -> UpdatePlan
-    chunk_documents  clean and split the new or changed documents         -> DocumentRecord
-    embed_new     embed the chunks that have no vector yet                 -> matrix rows
-    write_index   stores, checksums, fsync, then swap CURRENT             -> generation folder
-A build writes a new generation folder beside the live one, checksums it, then replaces the
-CURRENT pointer with os.replace, so a crash at any moment leaves the previous index loadable.
-The generation that was live before the swap is kept (a reader may be opening it), and only
-older ones are deleted.
+    load_previous    the live index (a format-2 one is upgraded first)     -> CorpusIndex
+    plan_update      stat first, then read what changed (index.planning)   -> UpdatePlan
+    chunk_documents  clean and split the new or changed documents          -> DocumentRecord
+    vectors_for      reuse the vectors of known chunk ids, embed the rest  -> matrix rows
+    write_update     term table, store writes, then write_generation       -> generation folder
+A build writes its chunks through the engine's `StoreWriter` (a new segment, or Milvus
+upserts), then a small generation folder (manifest, term and line tables, deleted rows),
+checksums it and replaces the CURRENT pointer with os.replace, so a crash at any moment
+leaves the previous index loadable. The generation that was live before the swap is kept (a
+reader may be opening it), and only older ones are deleted.
 """
 
 from __future__ import annotations
@@ -132,17 +134,22 @@ def library_versions() -> dict[str, str]:
 
 
 def load_previous(
-    config: IndexConfig, *, rebuild: bool, report: UpdateReport | None = None
+    config: IndexConfig,
+    *,
+    rebuild: bool,
+    report: UpdateReport | None = None,
+    full_check: bool = False,
 ) -> tuple[CorpusIndex | None, str]:
     """The live index and '', or None and why a full rebuild is needed.
 
     An index of an older format is upgraded first (vectors and texts reused). One written by
-    a newer version is never rebuilt over unless rebuild is asked for.
+    a newer version is never rebuilt over unless rebuild is asked for. Large segment files
+    are checked by size only unless full_check (a reader found the index unusable).
     """
     if rebuild:
         return None, "requested (--rebuild)"
     try:
-        return CorpusIndex.load(config), ""
+        return CorpusIndex.load(config, for_update=not full_check), ""
     except IndexNotFound:
         return None, ""
     except IndexProtected:
@@ -153,7 +160,7 @@ def load_previous(
         done = upgrade_index(config)
         if report is not None:
             report.upgraded = done
-        return load_previous(config, rebuild=False)
+        return load_previous(config, rebuild=False, full_check=full_check)
     except IndexLoadError as exc:
         # Any other load failure (a damaged CURRENT pointer included) means: rebuild.
         logger.warning("previous index unusable, rebuilding: %s", exc)
@@ -365,10 +372,12 @@ def update_index(
     progress: bool = True,
     embedder: Embedder | None = None,
     control: BuildControl = NO_CONTROL,
+    full_check: bool = False,
 ) -> UpdateReport:
     """Bring the index in line with the corpus folder, embedding only what changed.
 
     control reports progress and can cancel (IndexCancelled) until the write step starts.
+    full_check verifies every checksum of the live index (after a reader could not load it).
     """
     started = time.perf_counter()
     if embedder is not None:
@@ -378,7 +387,9 @@ def update_index(
     report = UpdateReport()
     with folder_lock(Path(config.index_dir)):
         timer = StageTimer(report.stage_seconds)
-        previous, reason = load_previous(config, rebuild=rebuild, report=report)
+        previous, reason = load_previous(
+            config, rebuild=rebuild, report=report, full_check=full_check
+        )
         timer.lap("prepare")
         plan = plan_update(
             config, previous=previous, rebuilt_reason=reason, progress=progress, control=control

@@ -263,24 +263,27 @@ class CorpusIndex:
         *,
         verify: bool = True,
         on_pointer_read: Callable[[Path], None] | None = None,
+        for_update: bool = False,
     ) -> CorpusIndex:
         """Load the live generation; raise IndexLoadError subclasses with a clear message.
 
         A build keeps the generation it replaced, but two builds in a row delete it: a reader
         whose folder vanished after it read CURRENT reads CURRENT once more.
         on_pointer_read (tests) runs between reading CURRENT and opening the folder.
+        for_update (a build): large segment files are checked by size only and the vectors
+        are memory-mapped, since a build reads a few rows of them.
         """
         folder = cls._live_folder(config)
         if on_pointer_read is not None:
             on_pointer_read(folder)
         try:
-            return cls._load_folder(folder, config, verify=verify)
+            return cls._load_folder(folder, config, verify=verify, for_update=for_update)
         except IndexCorrupt:
             again = cls._live_folder(config)
             if again == folder and folder.is_dir():
                 raise
             logger.info("generation %s was replaced while loading; loading %s", folder, again)
-            return cls._load_folder(again, config, verify=verify)
+            return cls._load_folder(again, config, verify=verify, for_update=for_update)
 
     @staticmethod
     def _live_folder(config: IndexConfig) -> Path:
@@ -292,16 +295,18 @@ class CorpusIndex:
         return folder
 
     @classmethod
-    def _load_folder(cls, folder: Path, config: IndexConfig, *, verify: bool) -> CorpusIndex:
+    def _load_folder(
+        cls, folder: Path, config: IndexConfig, *, verify: bool, for_update: bool = False
+    ) -> CorpusIndex:
         manifest = read_manifest(folder)
         check_compatible(manifest, config)
         if verify:
             verify_files(folder, manifest)
-            verify_store_files(config, manifest)
+            verify_store_files(config, manifest, quick=for_update)
         try:
             stats = TermStats.load(folder)
             lines = _load_lines(folder, config)
-            store = open_store(config, folder, manifest, stats)
+            store = open_store(config, folder, manifest, stats, mmap=for_update)
         except IndexLoadError:
             raise  # the engine's own verdict (busy, collection missing) stands
         except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
@@ -335,7 +340,9 @@ def _load_lines(folder: Path, config: IndexConfig) -> LineCounts | None:
         return None
 
 
-def open_store(config: IndexConfig, folder: Path, manifest: dict, stats: TermStats) -> ChunkStore:
+def open_store(
+    config: IndexConfig, folder: Path, manifest: dict, stats: TermStats, *, mmap: bool = False
+) -> ChunkStore:
     """The chunk store a generation's manifest names, opened with the config's connection."""
     entry = manifest.get("store", {})
     if entry.get("engine") == "milvus":
@@ -347,15 +354,17 @@ def open_store(config: IndexConfig, folder: Path, manifest: dict, stats: TermSta
     from index.segments import EmbeddedStore
 
     ef_search = manifest.get("dense", {}).get("ef_search")
-    return EmbeddedStore.open(config.index_dir, folder, entry, stats, ef_search=ef_search)
+    return EmbeddedStore.open(
+        config.index_dir, folder, entry, stats, ef_search=ef_search, mmap=mmap
+    )
 
 
-def verify_store_files(config: IndexConfig, manifest: dict) -> None:
+def verify_store_files(config: IndexConfig, manifest: dict, *, quick: bool = False) -> None:
     """Compare the segments' files with the checksums the manifest recorded (faiss engine)."""
     from index.segments import verify_segment
 
     for item in manifest.get("store", {}).get("segments", []):
-        problem = verify_segment(config.index_dir, item)
+        problem = verify_segment(config.index_dir, item, quick=quick)
         if problem:
             raise IndexCorrupt(f"{problem}; run: python -m rag index --rebuild")
 

@@ -124,7 +124,15 @@ def _scan(config: IndexConfig, previous, known, *, progress, control) -> ScanRes
 def _with_attachments(sources: list[str], documents: dict) -> list[str]:
     """The sources and every indexed document inside them (a mail's attachments)."""
     roots = set(sources)
-    return sorted(s for s in documents if s in roots or any(s.startswith(r + "/") for r in roots))
+    return sorted(s for s in documents if _inside_any(s, roots))
+
+
+def _inside_any(source: str, roots: set[str]) -> bool:
+    """True when source is one of roots or lies inside one ("a.eml/b.pdf" inside "a.eml")."""
+    if source in roots:
+        return True
+    parts = source.split("/")
+    return any("/".join(parts[:n]) in roots for n in range(1, len(parts)))
 
 
 def update_lines(
@@ -264,9 +272,5 @@ def _sorted_plan(
 
 def carried_sources(old_docs: dict, skipped: list[Skipped]) -> list[str]:
     """Indexed sources (and their attachments) whose file failed to read only transiently."""
-    failed = [s.source for s in skipped if s.transient]
-    return sorted(
-        source
-        for source in old_docs
-        if any(source == f or source.startswith(f + "/") for f in failed)
-    )
+    failed = {s.source for s in skipped if s.transient}
+    return sorted(source for source in old_docs if failed and _inside_any(source, failed))

@@ -86,7 +86,10 @@ def _old_chunks(folder: Path) -> tuple[list[Chunk], np.ndarray]:
                 data["source"], data["start"], data["end"], data["text"], data["search_text"]
             )
             chunks.append(Chunk(**data))
-    vectors = np.array(stored_vectors(faiss.read_index(str(folder / "dense.faiss"))))
+    dense = faiss.read_index(str(folder / "dense.faiss"))
+    # A copy while the index is alive: the view points into its memory.
+    vectors = np.array(stored_vectors(dense))
+    del dense
     if len(vectors) != len(chunks):
         raise IndexCorrupt(f"{folder}: {len(chunks)} chunks but {len(vectors)} vectors")
     return chunks, vectors

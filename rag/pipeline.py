@@ -589,6 +589,7 @@ def open_pipeline(config: Config, *, refresh: bool = False, progress: bool = Tru
             raise  # newer version or other engine: only an explicit --rebuild replaces it
         except IndexLoadError as exc:
             logger.warning("%s", str(exc).split(";")[0])
-    report = update_index(config.index, progress=progress)
+    # The index could not be loaded (or refresh was asked): check every checksum while updating.
+    report = update_index(config.index, progress=progress, full_check=True)
     logger.info("index: %s", report.summary())
     return Pipeline(config)
