@@ -487,6 +487,7 @@ def write_update(
     write_generation(
         Path(config.index_dir), manifest, stats=stats, writer=writer, lines=plan.lines,
         keep=_generation_to_keep(config, previous),
+        kept_manifest=previous.manifest if previous is not None else None,
     )  # fmt: skip
     clear_pending(config)
     report.wrote_generation = True
@@ -599,8 +600,13 @@ def write_generation(
     writer: StoreWriter,
     lines: LineCounts | None = None,
     keep: str | None = None,
+    kept_manifest: dict | None = None,
 ) -> Path:
-    """Finish the store's writes, write a generation, make it live, delete all but keep."""
+    """Finish the store's writes, write a generation, make it live, delete all but keep.
+
+    kept_manifest (keep's manifest, already in memory) spares re-reading it from disk to
+    prune texts and segments: two 64 MB manifests at 100,000 documents.
+    """
     name = f"gen-{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{os.getpid()}"
     staging = index_dir / f".{name}.tmp"
     staging.mkdir(parents=True)
@@ -618,7 +624,8 @@ def write_generation(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     remove_stale(index_dir, keep={name} | ({keep} if keep else set()))
-    prune_texts(index_dir)
+    known = [manifest, kept_manifest] if keep and kept_manifest is not None else None
+    prune_texts(index_dir, manifests=known if keep else [manifest])
     return index_dir / name
 
 
@@ -641,7 +648,27 @@ def write_manifest(staging: Path, manifest: dict, written: list[str]) -> None:
         for n in written
     }
     manifest["manifest_sha256"] = manifest_checksum(manifest)
-    (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
+    (staging / MANIFEST_FILE).write_text(manifest_text(manifest), encoding="utf-8")
+
+
+def manifest_text(manifest: dict) -> str:
+    """The manifest as JSON a person can read: one line per key, and per document.
+
+    json.dumps(indent=...) runs the pure-Python encoder: twice as slow on the 64 MB manifest
+    of 100,000 documents as this, which uses the C encoder line by line.
+    """
+
+    def dump(value) -> str:
+        return json.dumps(value, ensure_ascii=False)
+
+    lines = []
+    for key, value in manifest.items():
+        if key == "documents" and value:
+            rows = ",\n".join(f"  {dump(source)}: {dump(info)}" for source, info in value.items())
+            lines.append(f" {dump(key)}: {{\n{rows}\n }}")
+        else:
+            lines.append(f" {dump(key)}: {dump(value)}")
+    return "{\n" + ",\n".join(lines) + "\n}\n"
 
 
 def store_texts(index_dir: Path, records: list[DocumentRecord]) -> None:
@@ -664,11 +691,15 @@ def _generation_manifests(index_dir: Path) -> list[dict] | None:
     return manifests
 
 
-def prune_texts(index_dir: Path) -> None:
-    """Delete stored texts and segments that no remaining generation refers to."""
+def prune_texts(index_dir: Path, *, manifests: list[dict] | None = None) -> None:
+    """Delete stored texts and segments that no remaining generation refers to.
+
+    manifests: those of every generation left on disk, when the caller has them.
+    """
     from index.segments import prune_segments
 
-    manifests = _generation_manifests(index_dir)
+    if manifests is None:
+        manifests = _generation_manifests(index_dir)
     if manifests is None:
         return  # a text or segment that generation needs could be deleted
     keep = {d.get("text_key", "") for m in manifests for d in m.get("documents", {}).values()}

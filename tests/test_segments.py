@@ -116,3 +116,21 @@ def test_allowed_ids_limit_both_searches(tmp_path):
     found = store.search(text="treaty tunnels", vector=_vectors(1, 5)[0], k=4, allowed=allowed)
     assert set(found.dense_ids.tolist()) == set(allowed.tolist())
     assert set(found.lexical_ids.tolist()) == set(allowed.tolist())
+
+
+@pytest.mark.parametrize(
+    "manifest",
+    [
+        {"format_version": 3, "documents": {}, "files": {}},
+        {"documents": {"a b/é.txt": {"title": 'a "quoted"\nline', "chunks": 2}, "z": {}}},
+        {"skipped": [["x", "why"]], "documents": {"x": {"notes": []}}, "store": {"segments": []}},
+    ],
+)
+def test_manifest_text_is_the_same_json_one_line_per_document(manifest):
+    import json
+
+    from index.build import manifest_text
+
+    text = manifest_text(manifest)
+    assert json.loads(text) == manifest
+    assert text.count("\n") >= len(manifest) + len(manifest.get("documents", {}))
