@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from index.analyzer import TermStats, analyzer
+from bench.scale import LexicalEngine
+from index.analyzer import analyzer
 from index.segments import Postings, top_k
 
 K = 10
@@ -45,22 +46,12 @@ def texts_and_questions(squad: Path, n: int, seed: int) -> tuple[list[str], list
     return texts, [questions[i] for i in chosen]
 
 
-class PostingsEngine:
+class PostingsEngine(LexicalEngine):
     """The segments' engine: raw term frequencies, BM25 scored at query time."""
-
-    def __init__(self, tokens: list[list[str]]) -> None:
-        self.postings = Postings.build(tokens)
-        self.stats = TermStats.of(tokens)
-        lengths = np.asarray(self.postings.lengths, dtype=np.float32)
-        self.norm = 1.2 * (1 - 0.75 + 0.75 * lengths / self.stats.average_length)
 
     def search(self, terms: list[str]) -> list[int]:
         """Top-K rows."""
-        scores = self.postings.scores(self.stats.idf(terms), self.norm)
-        if scores is None:
-            return []
-        rows = np.flatnonzero(scores)
-        return top_k(rows, scores[rows].astype(np.float32), K)[0].tolist()
+        return self.search_terms(terms, K)[0].tolist()
 
     def add_document(self, tokens: list[list[str]]) -> None:
         """What one new document costs: its own small segment and the term table update."""

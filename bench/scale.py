@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from index import CorpusIndex, IndexConfig, TermStats, analyzer, embedder_for
-from index.segments import Postings, dense_index, top_k
+from index.segments import Postings, bm25_norm, dense_index, top_k
 from rag.retrieve import rrf_fuse
 
 logger = logging.getLogger("bench.scale")
@@ -84,20 +84,27 @@ class DenseEngine:
 class LexicalEngine:
     """The embedded engine's BM25 postings of one segment, with the index's term statistics."""
 
-    def __init__(self, texts: list[str]) -> None:
-        tokens = [analyzer().tokenize(t) for t in texts]
+    def __init__(self, tokens: list[list[str]]) -> None:
         self.postings = Postings.build(tokens)
         self.stats = TermStats.of(tokens)
-        lengths = np.asarray(self.postings.lengths, dtype=np.float32)
-        self.norm = 1.2 * (1 - 0.75 + 0.75 * lengths / self.stats.average_length)
+        self.norm = bm25_norm(self.postings.lengths, self.stats.average_length)
 
-    def search(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (rows, scores); empty when no term matches."""
-        scores = self.postings.scores(self.stats.idf(analyzer().tokenize(query)), self.norm)
+    @classmethod
+    def of_texts(cls, texts: list[str]) -> LexicalEngine:
+        """The engine over texts, tokenized by the index's analyzer."""
+        return cls([analyzer().tokenize(t) for t in texts])
+
+    def search_terms(self, terms: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (rows, scores) for analyzed terms; empty when none matches."""
+        scores = self.postings.scores(self.stats.idf(terms), self.norm)
         if scores is None:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        rows = np.flatnonzero(scores)
+        rows = np.flatnonzero(scores > 0)
         return top_k(rows, scores[rows].astype(np.float32), k)
+
+    def search(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (rows, scores) for a query string."""
+        return self.search_terms(analyzer().tokenize(query), k)
 
 
 def time_queries(fn, queries, repeat: int = 1) -> list[float]:
@@ -124,7 +131,7 @@ def run_size(n: int, base, sentences, query_vectors, query_texts, *, seed: int) 
     hnsw = DenseEngine(vectors, "hnsw")
     row["hnsw_build_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    bm25 = LexicalEngine(texts)
+    bm25 = LexicalEngine.of_texts(texts)
     row["bm25_build_s"] = time.perf_counter() - t
     row["rss_mb"] = rss_mb()
     row["rss_added_mb"] = row["rss_mb"] - rss0

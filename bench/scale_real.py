@@ -46,7 +46,7 @@ from eval.metrics import distinct_in_order, first_rank
 from eval.queries import Query
 from eval.squad import Paragraph, load_squad, parse_squad, slug
 from index import IndexConfig, embedder_for, update_index
-from index.chunking import chunk_document
+from index.build import chunk_text
 from index.cleaning import line_key, normalize_text, segment
 
 logger = logging.getLogger("bench.scale_real")
@@ -220,17 +220,8 @@ def distractor_path(number: int) -> str:
 def chunk_texts(text: str, embedder, config: IndexConfig) -> list[str]:
     """Searchable texts of the chunks the production chunker cuts from one .txt document."""
     title = text.split("\n", 1)[0]
-    sentences = segment(text, {line_key(title)})  # the title line is page chrome in the corpus
-    spans = chunk_document(
-        text,
-        sentences,
-        count_tokens=embedder.count_tokens,
-        chunk_tokens=config.chunk_tokens,
-        max_tokens=config.max_seq_length - 2,
-        overlap_sentences=config.overlap_sentences,
-        dedup_min_words=config.dedup_min_words,
-        counts_add_up=embedder.counts_add_up,
-    )
+    # The title line is page chrome in the corpus (every needle and distractor starts so).
+    spans = chunk_text(text, {line_key(title)}, config=config, embedder=embedder)
     return [s.search_text for s in spans]
 
 

@@ -167,18 +167,22 @@ def load_previous(
         return None, str(exc).split(";")[0]
 
 
-def _chunk_raw(doc: RawDocument, chrome: set[str], config: IndexConfig, embedder: Embedder):
-    title = extract_title(
-        doc.text, boilerplate=chrome, fallback=Path(doc.source).stem, hint=doc.html_title
-    )
-    date = extract_date(doc.text)
-    sentences = segment(doc.text, chrome)
+def chunk_text(
+    text: str,
+    chrome: set[str],
+    *,
+    config: IndexConfig,
+    embedder: Embedder,
+    segments: tuple = (),
+) -> list:
+    """The chunk spans the index cuts from one document's text (chrome lines kept out)."""
+    sentences = segment(text, chrome)
     spans = []
     # Chunks never cross a hard boundary (two slides, sheets or messages): cut each apart.
-    for low, high in hard_groups(len(doc.text), doc.segments):
+    for low, high in hard_groups(len(text), segments):
         inside = [s for s in sentences if low <= s.start and s.end <= high]
         spans += chunk_document(
-            doc.text,
+            text,
             inside,
             count_tokens=embedder.count_tokens,
             chunk_tokens=config.chunk_tokens,
@@ -187,6 +191,15 @@ def _chunk_raw(doc: RawDocument, chrome: set[str], config: IndexConfig, embedder
             dedup_min_words=config.dedup_min_words,
             counts_add_up=embedder.counts_add_up,
         )
+    return spans
+
+
+def _chunk_raw(doc: RawDocument, chrome: set[str], config: IndexConfig, embedder: Embedder):
+    title = extract_title(
+        doc.text, boilerplate=chrome, fallback=Path(doc.source).stem, hint=doc.html_title
+    )
+    date = extract_date(doc.text)
+    spans = chunk_text(doc.text, chrome, config=config, embedder=embedder, segments=doc.segments)
     return title, date, spans
 
 

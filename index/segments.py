@@ -91,6 +91,11 @@ def top_k(ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.n
     return ids[top].astype(np.int64), scores[top].astype(np.float32)
 
 
+def bm25_norm(lengths: np.ndarray, average_length: float) -> np.ndarray:
+    """Lucene BM25's length normalisation per row: k1 * (1 - b + b * length / average)."""
+    return K1 * (1 - B + B * np.asarray(lengths, dtype=np.float32) / average_length)
+
+
 def _best_of_all(scores: np.ndarray, k: int) -> np.ndarray:
     """The rows scoring > 0 at or above the k-th best score (ties kept: ids decide later).
 
@@ -345,8 +350,7 @@ class Segment:
         """BM25 length normalisation per row for the index's average length (cached)."""
         cached = getattr(self, "_norm", None)
         if cached is None or cached[0] != average_length:
-            lengths = np.asarray(self.postings.lengths, dtype=np.float32)
-            cached = (average_length, K1 * (1 - B + B * lengths / average_length))
+            cached = (average_length, bm25_norm(self.postings.lengths, average_length))
             self._norm = cached
         return cached[1]
 

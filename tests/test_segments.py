@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from index.analyzer import TermStats, analyzer
-from index.segments import MAX_SEGMENTS, EmbeddedStore, EmbeddedWriter, Postings, plan_merge
+from index.segments import (
+    MAX_SEGMENTS,
+    EmbeddedStore,
+    EmbeddedWriter,
+    Postings,
+    bm25_norm,
+    plan_merge,
+)
 from index.store import Chunk, chunk_id
 
 TEXTS = [
@@ -42,8 +49,7 @@ def test_bm25_equals_bm25s_lucene(query):
     tokens = [analyzer().tokenize(t) for t in TEXTS]
     stats = TermStats.of(tokens)
     postings = Postings.build(tokens)
-    lengths = np.asarray(postings.lengths, dtype=np.float32)
-    norm = 1.2 * (1 - 0.75 + 0.75 * lengths / stats.average_length)
+    norm = bm25_norm(postings.lengths, stats.average_length)
     ours = postings.scores(stats.idf(analyzer().tokenize(query)), norm)
     reference = bm25s.BM25(k1=1.2, b=0.75, method="lucene")
     reference.index([t or ["\x00"] for t in tokens], show_progress=False)
