@@ -96,7 +96,7 @@ class LexicalEngine:
 
     def search_terms(self, terms: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (rows, scores) for analyzed terms; empty when none matches."""
-        scores = self.postings.scores(self.stats.idf(terms), self.norm)
+        scores = self.postings.scores(self.postings.query_terms(self.stats.idf(terms)), self.norm)
         if scores is None:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         rows = np.flatnonzero(scores > 0)

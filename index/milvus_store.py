@@ -12,6 +12,11 @@ Facts about pymilvus 2.5 and milvus-lite 2.5.1 this module is built around:
   not): rows are checked here so both behave alike.
 - A search or a query asks for at most 16,384 rows; a query without limit is cut at 16,383
   rows without an error, so ids of documents are read with a query iterator.
+- A Lite collection on disk is loaded into memory by the first query, search, insert, upsert
+  or delete (all of them: milvus_lite's proxy loads before each), about 5 s per 100k chunks;
+  describe, flush and collection statistics do not load it, and Lite's statistics row count
+  is its storage's exact count (deletes included). Stores load on their first read, so a
+  build that writes nothing (no change, only new file times) never pays the load.
 - Lite parses no filter templates (`filter_params`: pymilvus then retries for minutes) and no
   line break in a string literal, escaped or not: sources with one are matched by a scan.
 - Lite serves one process per .db file. A second process is refused, but the refusal deletes
@@ -29,18 +34,27 @@ import hashlib
 import logging
 import re
 import threading
+import time
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import numpy as np
 
 from index.corpus_index import IndexLoadError, IndexProtected
-from index.store import Candidates, Chunk, StoreState, check_vectors, no_candidates
+from index.store import (
+    Candidates,
+    Chunk,
+    StoreState,
+    TermCounts,
+    check_vectors,
+    no_candidates,
+)
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 INSTALL_HINT = 'pip install "pymilvus==2.5.18" "milvus-lite==2.5.1" "setuptools<81"'
 LITE_SUFFIX = ".db"
@@ -73,6 +87,8 @@ ALLOWED_FILTER_MAX = 100_000
 # Every request gets this timeout (an int: pymilvus ignores others), which also bounds
 # pymilvus's retry loop (75 retries, about 3.5 minutes, on an unexpected server error).
 REQUEST_TIMEOUT_S = 120
+# How long a start waits for the Lite server of a killed process to let go of the file.
+LITE_EXIT_WAIT_S = 5.0
 
 # Byte bounds of the VARCHAR fields (Milvus counts UTF-8 bytes; 65,535 is its maximum).
 TEXT_MAX_BYTES = 65_535
@@ -213,6 +229,32 @@ def _lock_lite(path: Path) -> IO[str]:
     return handle
 
 
+def _wait_for_lite_exit(path: Path) -> None:
+    """Wait (a few seconds at most) while a process holds Milvus Lite's own lock on the file.
+
+    A Lite server waits on that lock while its owner lives and takes it when the owner dies
+    (kill -9), until it gets the CPU to let go and exit. A start in that moment is refused,
+    and the refused start deletes the lock file (so a third server could get in).
+    """
+    import fcntl
+
+    lock = path.parent / f".{path.name}.lock"  # milvus_lite.server.Server's name for it
+    if not lock.exists():
+        return
+    deadline = time.monotonic() + LITE_EXIT_WAIT_S
+    with open(lock, "a", encoding="utf-8") as handle:
+        while True:
+            try:
+                fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                if time.monotonic() > deadline:
+                    return  # someone else's: the start below reports it
+                time.sleep(0.05)
+                continue
+            fcntl.lockf(handle, fcntl.LOCK_UN)
+            return
+
+
 def _new_client(key: tuple[str, str], *, lite: bool) -> Any:
     """A MilvusClient for the key, with Lite's start-up warning silenced."""
     pymilvus = _pymilvus()
@@ -243,6 +285,8 @@ def _acquire(uri: str, token: str) -> tuple[tuple[str, str], Any]:
                 )
             lock = _lock_lite(lite_path) if lite_path is not None else None
             try:
+                if lite_path is not None:
+                    _wait_for_lite_exit(lite_path)
                 client = _new_client(key, lite=lite_path is not None)
             except BaseException:
                 if lock is not None:
@@ -470,6 +514,25 @@ def _count(client: Any, collection: str) -> int:
     return int(rows[0]["count(*)"])
 
 
+def _row_count(client: Any, collection: str) -> int:
+    """The collection statistics' row count: on Lite its storage's exact count, no load."""
+    stats = client.get_collection_stats(collection, timeout=REQUEST_TIMEOUT_S)
+    return int(stats["row_count"])
+
+
+def _retry_loaded(client: Any, collection: str, call: Callable[[], T]) -> T:
+    """call(), and once more after loading the collection if it was refused as not loaded."""
+    try:
+        return call()
+    except _pymilvus().exceptions.MilvusException as exc:
+        # A server refuses a delete by filter or a count on a released collection.
+        if "not loaded" not in str(exc.message).lower():
+            raise
+    logger.info("Milvus collection %s was not loaded: loading it", collection)
+    _ensure_loaded(client, collection)
+    return call()
+
+
 def _dense_kind(client: Any, collection: str) -> str:
     """The index type of the collection's vector field."""
     info = client.describe_index(collection, index_name="vector", timeout=REQUEST_TIMEOUT_S)
@@ -543,12 +606,15 @@ class MilvusStore:
         collection: str,
         dimension: int,
         dense_index: str,
+        lite: bool = False,
     ) -> None:
         self._key = key
         self._client = client
         self.collection = collection
         self.dimension = dimension
         self.dense_index = dense_index
+        self._lite = lite
+        self._loaded = False
         self._size: tuple[int, int] | None = None  # (write count when counted, rows)
         self._closed = False
 
@@ -568,22 +634,35 @@ class MilvusStore:
                     "server?); rebuild with: python -m rag index --rebuild"
                 )
             dimension = _described_dimension(client, collection)
-            _ensure_loaded(client, collection)
             kind = _dense_kind(client, collection)
         except BaseException:
             _release(key)
             raise
         return cls(
-            key=key, client=client, collection=collection, dimension=dimension, dense_index=kind
-        )
+            key=key, client=client, collection=collection, dimension=dimension,
+            dense_index=kind, lite=is_lite_uri(uri),
+        )  # fmt: skip
+
+    def load(self) -> None:
+        """Load the collection into memory now; every read does on first use."""
+        if not self._loaded:
+            _ensure_loaded(self._client, self.collection)
+            self._loaded = True
 
     @property
     def size(self) -> int:
         """Live chunks (counted once, recounted after a writer of this process wrote)."""
         writes = _WRITES.get((self._key, self.collection), 0)
         if self._size is None or self._size[0] != writes:
+            self.load()
             self._size = (writes, _count(self._client, self.collection))
         return self._size[1]
+
+    def cheap_size(self) -> int:
+        """Live chunks without loading a Lite collection (its storage's count); else size."""
+        if self._lite:
+            return _row_count(self._client, self.collection)
+        return self.size  # a server's statistics count deleted rows until compaction
 
     def _is_empty(self) -> bool:
         """Whether the collection holds no row now (an empty count is never trusted from cache).
@@ -648,6 +727,7 @@ class MilvusStore:
         self, data: Any, field: str, k: int, expression: str, params: dict[str, Any]
     ) -> tuple[np.ndarray, np.ndarray]:
         """One search request on a field."""
+        self.load()
         result = self._client.search(
             self.collection,
             data=[data],
@@ -661,6 +741,7 @@ class MilvusStore:
 
     def _rows(self, ids: Sequence[int], fields: Sequence[str]) -> dict[int, dict[str, Any]]:
         """Rows by id, read in batches of ID_BATCH."""
+        self.load()
         rows: dict[int, dict[str, Any]] = {}
         for batch in _batches(_unique_ids(ids), ID_BATCH):
             found = self._client.query(
@@ -705,8 +786,14 @@ class MilvusStore:
             scores[row] = found.get(int(i), 0.0)
         return scores
 
+    def query_term_counts(self, text: str, ids: Sequence[int]) -> TermCounts:
+        """Per id: length in analyzer terms and occurrences of text's terms (from its text)."""
+        chunks = {c.id: c.search_text for c in self.fetch(ids)}
+        return TermCounts.of_texts([chunks.get(int(i), "") for i in ids], text)
+
     def ids_of(self, sources: Iterable[str]) -> np.ndarray:
         """Sorted chunk ids of the documents with these sources."""
+        self.load()
         return _source_ids(self._client, self.collection, sources)
 
     def close(self) -> None:
@@ -720,15 +807,26 @@ class MilvusStore:
 
 
 class MilvusWriter:
-    """Writes one build into a Milvus collection: deletes, upserts, then finish."""
+    """Writes one build into a Milvus collection: deletes, upserts, then finish.
+
+    It never loads the collection itself: Lite loads it on the first write, and a server
+    keeps it loaded (a refusal as not loaded is answered by loading and asking again).
+    """
 
     def __init__(
-        self, *, key: tuple[str, str], client: Any, collection: str, dimension: int
+        self,
+        *,
+        key: tuple[str, str],
+        client: Any,
+        collection: str,
+        dimension: int,
+        lite: bool = False,
     ) -> None:
         self._key = key
         self._client = client
         self.collection = collection
         self.dimension = dimension
+        self._lite = lite
         self._closed = False
 
     @classmethod
@@ -763,7 +861,10 @@ class MilvusWriter:
         except BaseException:
             _release(key)
             raise
-        return cls(key=key, client=client, collection=collection, dimension=dimension)
+        return cls(
+            key=key, client=client, collection=collection, dimension=dimension,
+            lite=is_lite_uri(uri),
+        )  # fmt: skip
 
     @staticmethod
     def drop(*, uri: str, token: str = "", collection: str) -> bool:
@@ -788,15 +889,16 @@ class MilvusWriter:
             raise ValueError("sources must be a sequence of source names, not one string")
         wanted = sorted(set(sources))
         plain = [s for s in wanted if _filterable(s)]
+        delete = self._client.delete
         for batch in _batches(plain, SOURCE_BATCH):
-            self._client.delete(
-                self.collection, filter=_sources_filter(batch), timeout=REQUEST_TIMEOUT_S
+            self._call(
+                delete, self.collection, filter=_sources_filter(batch), timeout=REQUEST_TIMEOUT_S
             )
         odd = {s for s in wanted if not _filterable(s)}
         if odd:
-            ids = list(_scan_ids(self._client, self.collection, odd))
+            ids = self._call(lambda: list(_scan_ids(self._client, self.collection, odd)))
             for batch in _batches(ids, ID_BATCH):
-                self._client.delete(self.collection, ids=list(batch), timeout=REQUEST_TIMEOUT_S)
+                self._call(delete, self.collection, ids=list(batch), timeout=REQUEST_TIMEOUT_S)
         if wanted:
             _note_write(self._key, self.collection)
 
@@ -815,8 +917,18 @@ class MilvusWriter:
             _check_row(chunk)
         rows = [_row(chunks[i], vectors[i]) for i in last.values()]
         for batch in _batches(rows, UPSERT_BATCH):
-            self._client.upsert(self.collection, list(batch), timeout=REQUEST_TIMEOUT_S)
+            self._call(self._client.upsert, self.collection, list(batch), timeout=REQUEST_TIMEOUT_S)
         _note_write(self._key, self.collection)
+
+    def _call(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """A request, asked again after loading the collection if a server refused it unloaded."""
+        return _retry_loaded(self._client, self.collection, lambda: call(*args, **kwargs))
+
+    def _rows(self) -> int:
+        """Exact live rows; on Lite the storage's count, which needs no load."""
+        if self._lite:
+            return _row_count(self._client, self.collection)
+        return self._call(_count, self._client, self.collection)
 
     def finish(self, generation: Path) -> StoreState:
         """Flush every write (durable and visible) and give back the connection."""
@@ -828,7 +940,7 @@ class MilvusWriter:
                 "collection": self.collection,
                 "dimension": self.dimension,
                 "dense_index": _dense_kind(self._client, self.collection),
-                "chunks": _count(self._client, self.collection),
+                "chunks": self._rows(),
             }
         finally:
             self.close()
@@ -853,7 +965,6 @@ def _open_or_create(
                 f"Milvus collection {collection!r} holds {found}-dimensional vectors, the "
                 f"embedding model gives {dimension}; rebuild with: python -m rag index --rebuild"
             )
-        _ensure_loaded(client, collection)
         return
     kind = dense_index_kind(lite=lite, expected_chunks=expected_chunks)
     client.create_collection(

@@ -18,8 +18,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from index.chrome import LineCounts
-from index.cleaning import line_key
+from index.chrome import LineCounts, keys_in
 from index.config import IndexConfig
 from index.corpus_index import CorpusIndex
 from index.document_store import get_document
@@ -78,8 +77,13 @@ def fingerprint(doc: RawDocument, chrome_in_doc: list[str], config: IndexConfig)
 
 
 def chrome_in(text: str, chrome: set[str]) -> set[str]:
-    """The chrome lines that text contains."""
-    return {line_key(line) for line in text.splitlines()} & chrome
+    """The chrome lines that text contains, its lines split as segment() and the table split them.
+
+    Not str.splitlines, which also splits at a carriage return, form feed, U+2028 and others
+    inside a line: "Weekly<FF>News" is one line (key "weekly news") to the chunker, so that
+    document would keep stale chunks when "weekly news" became chrome or stopped being it.
+    """
+    return keys_in(text, chrome)
 
 
 def failures_json(failures: dict[str, ParseFailure]) -> dict[str, dict]:

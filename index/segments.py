@@ -16,7 +16,9 @@ into the new one (`plan_merge`). A segment folder:
 
 BM25 is scored at query time from raw term frequencies with the index's own statistics
 (`index.analyzer.TermStats`), so scores are comparable across segments and equal to what
-one bm25s index over the same chunks gives (Lucene variant, k1 1.2, b 0.75).
+one bm25s index over the same chunks gives (Lucene variant, k1 1.2, b 0.75). The top k are
+found by MaxScore (`Postings.top_rows`): the rare terms' lists are read whole, the common
+terms' long lists only looked up for the rows that can still reach the top k.
 """
 
 from __future__ import annotations
@@ -35,7 +37,14 @@ import numpy as np
 
 from index.analyzer import ANALYZER, TermStats, analyzer
 from index.durable import file_sha256, fsync_path, fsync_tree
-from index.store import Candidates, Chunk, StoreState, check_vectors, no_candidates
+from index.store import (
+    Candidates,
+    Chunk,
+    StoreState,
+    TermCounts,
+    check_vectors,
+    no_candidates,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -94,17 +103,6 @@ def top_k(ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.n
 def bm25_norm(lengths: np.ndarray, average_length: float) -> np.ndarray:
     """Lucene BM25's length normalisation per row: k1 * (1 - b + b * length / average)."""
     return K1 * (1 - B + B * np.asarray(lengths, dtype=np.float32) / average_length)
-
-
-def _best_of_all(scores: np.ndarray, k: int) -> np.ndarray:
-    """The rows scoring > 0 at or above the k-th best score (ties kept: ids decide later).
-
-    At 1M chunks: a partition of all scores and one comparison took 2.4 ms, where listing the
-    non-zero rows first (flatnonzero on floats) took 5 ms alone.
-    """
-    n = len(scores)
-    kth = np.partition(scores, n - k)[n - k] if n > k else 0.0
-    return np.flatnonzero(scores >= kth) if kth > 0 else np.flatnonzero(scores > 0)
 
 
 def _best_rows(rows: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
@@ -197,15 +195,19 @@ class Postings:
         arrays = [np.load(path / f"{a}.npy", mmap_mode="r") for a in _ARRAYS]
         return cls(terms, *arrays)
 
-    def scores(self, idf: dict[str, float], norm: np.ndarray) -> np.ndarray | None:
+    def query_terms(self, idf: dict[str, float]) -> list[tuple[int, float]]:
+        """(column, idf weight) of the query's terms this segment holds, in idf's order."""
+        return [(j, w) for term, w in idf.items() if (j := self.column.get(term)) is not None]
+
+    def _term(self, j: int) -> tuple[np.ndarray, np.ndarray]:
+        lo, hi = int(self.indptr[j]), int(self.indptr[j + 1])
+        return self.rows[lo:hi], self.tf[lo:hi]
+
+    def scores(self, terms: list[tuple[int, float]], norm: np.ndarray) -> np.ndarray | None:
         """BM25 of every row for the weighted terms (None when no term occurs here)."""
         rows, parts = [], []
-        for term, weight in idf.items():
-            j = self.column.get(term)
-            if j is None:
-                continue
-            lo, hi = int(self.indptr[j]), int(self.indptr[j + 1])
-            term_rows, tf = self.rows[lo:hi], self.tf[lo:hi]
+        for j, weight in terms:
+            term_rows, tf = self._term(j)
             rows.append(term_rows)
             parts.append(weight * tf / (tf + norm[term_rows]))
         if not rows:
@@ -213,8 +215,148 @@ class Postings:
         # One pass over the rows for all terms: a bincount per term cost a full array each.
         return np.bincount(np.concatenate(rows), np.concatenate(parts), minlength=len(norm))
 
+    def term_frequencies(self, j: int, rows: np.ndarray) -> np.ndarray:
+        """How often term column j occurs in each of the given rows (0 where it does not)."""
+        term_rows, tf = self._term(j)
+        out = np.zeros(len(rows), dtype=np.float32)
+        if len(term_rows) and len(rows):
+            # A term's rows are sorted (postings are built row by row), so binary search works.
+            where = np.minimum(np.searchsorted(term_rows, rows), len(term_rows) - 1)
+            found = term_rows[where] == rows
+            out[found] = tf[where[found]]
+        return out
+
+    def scores_of(
+        self, terms: list[tuple[int, float]], norm: np.ndarray, rows: np.ndarray
+    ) -> np.ndarray:
+        """BM25 of the given rows, equal bit for bit to what scores() gives them."""
+        out = np.zeros(len(rows), dtype=np.float64)
+        for j, weight in terms:  # the same terms, order and float32 steps as scores()
+            tf = self.term_frequencies(j, rows)
+            found = tf > 0
+            tf = tf[found]
+            out[found] += weight * tf / (tf + norm[rows[found]])
+        return out
+
+    def top_rows(
+        self, terms: list[tuple[int, float]], norm: np.ndarray, k: int, live: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Rows that may be among the k best, with their exact scores (MaxScore pruning).
+
+        Terms are added from the shortest posting list up. Once the k-th best partial score
+        exceeds what the remaining (long, common) terms could add at most (idf times the
+        term's largest tf / (tf + norm)), no row outside the candidates can reach the top k,
+        and the long lists are only looked up for the candidates left.
+        """
+        sizes = [int(self.indptr[j + 1] - self.indptr[j]) for j, _ in terms]
+        order = sorted(range(len(terms)), key=sizes.__getitem__)
+        bound = [w * self.max_share(j, norm) for j, w in terms]
+        rest = sum(bound)
+        scratch = self._scratch(len(norm))
+        partial, seen = scratch
+        added: list[np.ndarray] = []
+        try:
+            for step, t in enumerate(order):
+                j, weight = terms[t]
+                term_rows, tf = self._term(j)
+                partial[term_rows] += weight * tf / (tf + norm[term_rows])  # rows are unique
+                new = term_rows[~seen[term_rows]]
+                seen[new] = True
+                added.append(new)
+                rest -= bound[t]
+                last = step + 1 == len(order)
+                candidates = np.concatenate(added)
+                if live is not None:
+                    candidates = candidates[live[candidates]]
+                if len(candidates) < k and not last:
+                    continue
+                found = partial[candidates]
+                kth = np.partition(found, len(found) - k)[len(found) - k] if len(found) > k else 0
+                # The sums run in another order than scores(): a margin keeps rounding from
+                # dropping a row that belongs in the top k.
+                slack = 1e-6 * max(1.0, float(kth))
+                if rest < kth - slack or last:
+                    keep = candidates[found + rest >= kth - slack]
+                    keep = self._narrow(
+                        terms, order[step + 1 :], norm, keep, found_of=partial, k=k, bound=bound
+                    )
+                    return keep, self.scores_of(terms, norm, keep)
+        finally:
+            touched = np.concatenate(added) if added else np.zeros(0, dtype=np.int64)
+            partial[touched] = 0.0
+            seen[touched] = False
+            self._give_back(scratch)
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+
+    def _narrow(
+        self,
+        terms: list[tuple[int, float]],
+        remaining: list[int],
+        norm: np.ndarray,
+        rows: np.ndarray,
+        *,
+        found_of: np.ndarray,
+        k: int,
+        bound: list[float],
+    ) -> np.ndarray:
+        """The candidate rows left after adding the remaining terms one at a time (sorted).
+
+        Each term is looked up for the candidates only; after each, those that can no longer
+        reach the k-th best partial score are dropped.
+        """
+        partial = found_of[rows]
+        rest = sum(bound[t] for t in remaining)
+        for t in remaining:
+            if len(rows) <= k:
+                break
+            j, weight = terms[t]
+            tf = self.term_frequencies(j, rows)
+            partial = partial + weight * tf / (tf + norm[rows])
+            rest -= bound[t]
+            kth = np.partition(partial, len(partial) - k)[len(partial) - k]
+            slack = 1e-6 * max(1.0, float(kth))
+            keep = partial + rest >= kth - slack
+            rows, partial = rows[keep], partial[keep]
+        return np.sort(rows)
+
+    def max_share(self, j: int, norm: np.ndarray) -> float:
+        """The largest tf / (tf + norm) of term column j over its rows (cached per norm).
+
+        A term adds at most its idf times this to any row's score. Computed the first time a
+        term is asked for, so a long-running process reads each list once for it.
+        """
+        cache = self.__dict__.get("_shares")
+        if cache is None or cache[0] is not norm:
+            cache = (norm, {})
+            self._shares = cache
+        share = cache[1].get(j)
+        if share is None:
+            term_rows, tf = self._term(j)
+            share = float(np.max(tf / (tf + norm[term_rows]))) if len(term_rows) else 0.0
+            # Never below a contribution computed in float32: rounding must not prune a row.
+            share = min(1.0, share * (1 + 1e-6))
+            cache[1][j] = share
+        return share
+
+    def _scratch(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Zeroed score and seen-row arrays of n rows, lent until _give_back (pooled).
+
+        A pool, not one pair per thread: a chat server runs many threads but few questions
+        at once, and each pair costs 9 bytes per row.
+        """
+        with _SCRATCH_LOCK:
+            pool = self.__dict__.setdefault("_pool", [])
+            if pool:
+                return pool.pop()
+        return np.zeros(n, dtype=np.float64), np.zeros(n, dtype=bool)
+
+    def _give_back(self, scratch: tuple[np.ndarray, np.ndarray]) -> None:
+        with _SCRATCH_LOCK:
+            self.__dict__.setdefault("_pool", []).append(scratch)
+
 
 _ARRAYS = ("indptr", "rows", "tf", "lengths")
+_SCRATCH_LOCK = threading.Lock()
 # Postings gathered in Python lists before they become arrays (bounds a build's memory).
 _POSTINGS_BLOCK = 1_000_000
 
@@ -355,6 +497,15 @@ class Segment:
         return cached[1]
 
 
+def _allowed_top_rows(segment: Segment, terms, norm: np.ndarray, k: int, allowed: np.ndarray):
+    """Every row scored, then the best k of the allowed rows (a filtered search)."""
+    scores = segment.postings.scores(terms, norm)
+    if not segment.all_live:
+        scores[segment.dead_rows] = 0.0
+    rows = _best_rows(allowed, scores, k)
+    return rows, scores[rows]
+
+
 def _chunk_of(row: tuple) -> Chunk:
     data = dict(zip(_CHUNK_COLUMNS, row, strict=True))
     data["sentences"] = tuple(tuple(s) for s in json.loads(data["sentences"]))
@@ -371,7 +522,6 @@ class EmbeddedStore:
         self.segments = segments
         self.stats = stats
         self._size = int(sum(int(s.live.sum()) for s in segments))
-        self._last: tuple | None = None
 
     @classmethod
     def open(
@@ -399,6 +549,13 @@ class EmbeddedStore:
     def size(self) -> int:
         """Live chunks."""
         return self._size
+
+    def cheap_size(self) -> int:
+        """Live chunks (always cheap here)."""
+        return self._size
+
+    def load(self) -> None:
+        """Nothing to do: segments are read when opened."""
 
     def search(
         self,
@@ -442,36 +599,28 @@ class EmbeddedStore:
         order = np.lexsort((all_ids, -all_scores))
         return all_ids[order], all_scores[order]
 
-    def _segment_scores(self, text: str) -> list[np.ndarray | None]:
-        # search() then lexical_scores() for one question would score twice: keep the last
-        # query's arrays (one tuple, replaced whole, so threads cannot mix them).
-        cached = self._last
-        if cached is not None and cached[0] == text:
-            return cached[1]
+    def _query_terms(self, text: str) -> list[list[tuple[int, float]]]:
+        """Per segment, (column, idf) of the text's terms it holds."""
         idf = self.stats.idf(analyzer().tokenize(text))
-        scores = []
-        for segment in self.segments:
-            row_scores = segment.postings.scores(idf, segment.norm(self.stats.average_length))
-            if row_scores is not None and not segment.all_live:
-                row_scores[segment.dead_rows] = 0.0
-            scores.append(row_scores)
-        self._last = (text, scores)
-        return scores
+        return [segment.postings.query_terms(idf) for segment in self.segments]
 
     def _lexical_top(self, text: str, k: int, allowed_rows) -> tuple[np.ndarray, np.ndarray]:
         parts = []
-        for i, (segment, scores) in enumerate(
-            zip(self.segments, self._segment_scores(text), strict=True)
+        average = self.stats.average_length
+        for i, (segment, terms) in enumerate(
+            zip(self.segments, self._query_terms(text), strict=True)
         ):
-            if scores is None:
+            if not terms:
                 continue
-            rows = (
-                _best_of_all(scores, k) if allowed_rows is None
-                else _best_rows(allowed_rows[i], scores, k)
-            )  # fmt: skip
+            norm = segment.norm(average)
+            if allowed_rows is None:
+                live = None if segment.all_live else segment.live
+                rows, scores = segment.postings.top_rows(terms, norm, k, live)
+            else:
+                rows, scores = _allowed_top_rows(segment, terms, norm, k, allowed_rows[i])
             # Ties are broken by chunk id, as across segments: results never depend on
             # how the chunks happen to be split into segments.
-            parts.append(top_k(segment.ids[rows], scores[rows].astype(np.float32), k))
+            parts.append(top_k(segment.ids[rows], scores.astype(np.float32), k))
         ids, scores = self._merge(parts)
         return ids[:k], scores[:k]
 
@@ -505,11 +654,30 @@ class EmbeddedStore:
     def lexical_scores(self, text: str, ids: Sequence[int]) -> np.ndarray:
         """BM25 of text for each id (0 where no term matches or the id is gone)."""
         out = np.zeros(len(ids), dtype=np.float32)
-        scores = self._segment_scores(text)
-        for (_, positions, rows), row_scores in zip(self._locate(ids), scores, strict=True):
-            if row_scores is not None and len(positions):
-                out[positions] = row_scores[rows]
+        average = self.stats.average_length
+        for (segment, positions, rows), terms in zip(
+            self._locate(ids), self._query_terms(text), strict=True
+        ):
+            if terms and len(positions):
+                out[positions] = segment.postings.scores_of(terms, segment.norm(average), rows)
         return out
+
+    def query_term_counts(self, text: str, ids: Sequence[int]) -> TermCounts:
+        """Per id: its length in terms, its occurrences of the text's terms, how many differ."""
+        counts = TermCounts.zeros(len(ids))
+        terms = set(analyzer().tokenize(text))
+        for segment, positions, rows in self._locate(ids):
+            if not len(positions):
+                continue
+            postings = segment.postings
+            counts.lengths[positions] = postings.lengths[rows]
+            for term in terms:
+                j = postings.column.get(term)
+                if j is not None:
+                    tf = postings.term_frequencies(j, rows)
+                    counts.occurrences[positions] += tf.astype(np.int64)
+                    counts.distinct[positions] += tf > 0
+        return counts
 
     def ids_of(self, sources: Iterable[str]) -> np.ndarray:
         """Sorted chunk ids of these documents."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +83,39 @@ def no_candidates() -> tuple[np.ndarray, np.ndarray]:
     return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
 
 
+@dataclass(frozen=True)
+class TermCounts:
+    """Per chunk: terms in its searchable text, occurrences of a query's terms, distinct ones.
+
+    What the keyword-stuffing check needs (rag/injection.py), without fetching the text.
+    """
+
+    lengths: np.ndarray
+    occurrences: np.ndarray
+    distinct: np.ndarray
+
+    @classmethod
+    def zeros(cls, n: int) -> TermCounts:
+        """Counts of n chunks, all zero (filled in place by an engine)."""
+        return cls(*(np.zeros(n, dtype=np.int64) for _ in range(3)))
+
+    @classmethod
+    def of_texts(cls, texts: Sequence[str], query: str) -> TermCounts:
+        """Counts computed by tokenizing the texts (engines without postings)."""
+        from index.analyzer import analyzer
+
+        tokenize = analyzer().tokenize
+        terms = set(tokenize(query))
+        counts = cls.zeros(len(texts))
+        for i, text in enumerate(texts):
+            tokens = tokenize(text)
+            hits = Counter(t for t in tokens if t in terms)
+            counts.lengths[i] = len(tokens)
+            counts.occurrences[i] = sum(hits.values())
+            counts.distinct[i] = len(hits)
+        return counts
+
+
 class ChunkStore(Protocol):
     """Read side of an engine: candidate search and chunks by id."""
 
@@ -90,6 +124,14 @@ class ChunkStore(Protocol):
     @property
     def size(self) -> int:
         """Live chunks."""
+        ...
+
+    def cheap_size(self) -> int:
+        """Live chunks, counted without loading anything (equals size when the store is sound)."""
+        ...
+
+    def load(self) -> None:
+        """Get ready to answer now (Milvus loads its collection; otherwise the first read does)."""
         ...
 
     def search(
@@ -117,6 +159,10 @@ class ChunkStore(Protocol):
 
     def lexical_scores(self, text: str, ids: Sequence[int]) -> np.ndarray:
         """The engine's BM25 score of text for each id (0 where no term matches)."""
+        ...
+
+    def query_term_counts(self, text: str, ids: Sequence[int]) -> TermCounts:
+        """Per id: its length in analyzer terms, its occurrences of text's terms, how many."""
         ...
 
     def ids_of(self, sources: Iterable[str]) -> np.ndarray:

@@ -20,6 +20,8 @@ import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 
+import numpy as np
+
 from index.cleaning import iter_lines, split_sentences
 
 # Names of a model; "assistant" alone is a job title, so it counts only after an adjective.
@@ -154,6 +156,15 @@ def repetition_share(terms: Sequence[str], query_terms: set[str]) -> float:
         return 0.0
     counts = Counter(t for t in terms if t in query_terms)
     return (sum(counts.values()) - len(counts)) / len(terms)
+
+
+def repetition_shares(
+    lengths: np.ndarray, occurrences: np.ndarray, distinct: np.ndarray
+) -> np.ndarray:
+    """repetition_share from counts: (query-term occurrences - distinct ones) / length."""
+    lengths = np.asarray(lengths, dtype=np.float64)
+    repeats = np.asarray(occurrences, dtype=np.float64) - np.asarray(distinct, dtype=np.float64)
+    return np.divide(repeats, lengths, out=np.zeros_like(lengths), where=lengths > 0)
 
 
 def stuffing_damping(share: float, *, limit: float) -> float:

@@ -18,11 +18,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from index import Candidates, Chunk, CorpusIndex, Embedder
-from rag.injection import repetition_share, stuffing_damping
+from rag.injection import repetition_shares, stuffing_damping
 
 _SHINGLE_WORD = re.compile(r"\w+")
-# Chunks whose terms the stuffing check keeps; past this the cache starts over (memory bound).
-_TERM_CACHE_SIZE = 50_000
 # Allowed-row arrays kept per retriever (one per distinct filter); past this it starts over.
 _FILTER_CACHE_SIZE = 64
 
@@ -184,8 +182,6 @@ class Retriever:
         self.candidates = candidates
         self.rrf_k = rrf_k
         self.dense_weight = dense_weight
-        # Analyzer terms of the chunks seen as BM25 candidates, for the stuffing check (bounded).
-        self._terms: dict[int, list[str]] = {}
         # Rows each filter allows (the index never changes under a retriever).
         self._allowed: dict[SourceFilter, np.ndarray] = {}
 
@@ -202,22 +198,12 @@ class Retriever:
             raise ValueError(f"no document matches the filter ({where.describe()})")
         return ids
 
-    def chunk_terms(self, ids: np.ndarray) -> list[list[str]]:
-        """The analyzer's terms of each chunk's searchable text (cached by id)."""
-        missing = [int(i) for i in ids if int(i) not in self._terms]
-        if missing:
-            if len(self._terms) + len(missing) > _TERM_CACHE_SIZE:
-                self._terms.clear()
-            for chunk in self.index.store.fetch(missing):
-                self._terms[chunk.id] = self.index.lexicon.tokenize(chunk.search_text)
-        return [self._terms.get(int(i), []) for i in ids]
-
     def damp_stuffing(
         self, query: str, ids: np.ndarray, scores: np.ndarray, *, limit: float
     ) -> np.ndarray:
         """BM25 candidate ids re-ranked with stuffed passages' scores damped."""
-        query_terms = set(self.index.lexicon.tokenize(query))
-        shares = [repetition_share(terms, query_terms) for terms in self.chunk_terms(ids)]
+        counts = self.index.store.query_term_counts(query, ids)
+        shares = repetition_shares(counts.lengths, counts.occurrences, counts.distinct)
         factors = np.array([stuffing_damping(share, limit=limit) for share in shares])
         if np.all(factors == 1.0):
             return ids

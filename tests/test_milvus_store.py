@@ -315,3 +315,35 @@ def test_empty_collection_gives_empty_results(uri, tmp_path):
         assert writer.finish(tmp_path).manifest["chunks"] == len(chunks) == store.size
     finally:
         store.close()
+
+
+def test_open_loads_nothing_and_lite_loads_on_a_read_or_a_write(uri, tmp_path):
+    """The facts the store's lazy load rests on (index.milvus_store's docstring)."""
+    chunks, vectors = corpus()
+    build(uri, chunks, vectors, tmp_path)  # its connection is closed: the file is on disk only
+    store = MilvusStore.open(uri=uri, collection=COLLECTION)
+    client = store._client
+
+    def state() -> str:
+        return str(client.get_load_state(COLLECTION)["state"])
+
+    try:
+        client.flush(COLLECTION)
+        assert store.cheap_size() == len(chunks) and state() == "NotLoad"
+        writer = MilvusWriter.create(
+            uri=uri, collection=COLLECTION, dimension=DIM, expected_chunks=0
+        )
+        writer.delete_documents(["run.txt"])  # Lite loads the collection for any write
+        assert state() == "Loaded"
+        kept = len(chunks) - len(TEXTS["run.txt"])
+        assert writer.finish(tmp_path).manifest["chunks"] == kept
+        assert store.cheap_size() == store.size == kept
+    finally:
+        store.close()
+    store = MilvusStore.open(uri=uri, collection=COLLECTION)
+    try:
+        assert str(store._client.get_load_state(COLLECTION)["state"]) == "NotLoad"
+        assert store.fetch([chunks[2].id]) == [chunks[2]]  # the first read loads it
+        assert str(store._client.get_load_state(COLLECTION)["state"]) == "Loaded"
+    finally:
+        store.close()

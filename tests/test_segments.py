@@ -50,7 +50,7 @@ def test_bm25_equals_bm25s_lucene(query):
     stats = TermStats.of(tokens)
     postings = Postings.build(tokens)
     norm = bm25_norm(postings.lengths, stats.average_length)
-    ours = postings.scores(stats.idf(analyzer().tokenize(query)), norm)
+    ours = postings.scores(postings.query_terms(stats.idf(analyzer().tokenize(query))), norm)
     reference = bm25s.BM25(k1=1.2, b=0.75, method="lucene")
     reference.index([t or ["\x00"] for t in tokens], show_progress=False)
     vocab = reference.vocab_dict
@@ -140,3 +140,65 @@ def test_manifest_text_is_the_same_json_one_line_per_document(manifest):
     text = manifest_text(manifest)
     assert json.loads(text) == manifest
     assert text.count("\n") >= len(manifest) + len(manifest.get("documents", {}))
+
+
+def _zipf_corpus(rows: int, seed: int) -> list[list[str]]:
+    """Token lists over a Zipf-like vocabulary: a few common terms, many rare ones."""
+    rng = np.random.default_rng(seed)
+    vocabulary = [f"t{i}" for i in range(2000)]
+    weights = 1.0 / np.arange(1, len(vocabulary) + 1)
+    weights /= weights.sum()
+    lengths = rng.integers(0, 40, size=rows)
+    return [list(rng.choice(vocabulary, size=n, p=weights)) for n in lengths]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_maxscore_top_rows_equal_scoring_every_row(seed):
+    rng = np.random.default_rng(seed)
+    tokens = _zipf_corpus(4000, seed)
+    stats = TermStats.of(tokens)
+    postings = Postings.build(tokens)
+    norm = bm25_norm(postings.lengths, stats.average_length)
+    live = rng.random(len(tokens)) > 0.2
+    # Lists read whole (not looked up row by row): the pruned path stops before the longest.
+    lists_read = []
+    read_list, look_up = postings._term, postings.term_frequencies
+    postings._term = lambda j: (lists_read.append(j), read_list(j))[1]
+    postings.term_frequencies = lambda j, rows: (lists_read.pop(), look_up(j, rows))[1]
+    pruned = 0
+    for _ in range(60):
+        query = list(rng.choice([f"t{i}" for i in range(400)], size=rng.integers(1, 7)))
+        terms = postings.query_terms(stats.idf(query))
+        if not terms:
+            continue
+        full = postings.scores(terms, norm)
+        full[~live] = 0.0
+        np.testing.assert_array_equal(
+            postings.scores_of(terms, norm, np.arange(len(tokens))), postings.scores(terms, norm)
+        )
+        for k in (1, 10, 100):
+            postings.top_rows(terms, norm, k, live)  # the terms' bounds read once, then cached
+            lists_read.clear()
+            rows, scores = postings.top_rows(terms, norm, k, live)
+            pruned += len(lists_read) < len(terms)  # stopped before the longest lists
+            assert live[rows].all()
+            np.testing.assert_array_equal(scores, full[rows])
+            expected = np.flatnonzero(full)
+            expected = expected[np.lexsort((expected, -full[expected]))][:k]
+            got = rows[np.lexsort((rows, -scores))][:k]
+            assert got.tolist() == expected.tolist()
+    assert pruned > 30  # pruning happened, not only full scoring
+
+
+def test_query_term_counts_equal_tokenized_counts(tmp_path):
+    from index.store import TermCounts
+
+    texts = [*TEXTS, "water water water treaty water", "rain rain rain"]
+    chunks = [_chunk(f"d{i}.txt", t) for i, t in enumerate(texts)]
+    store = _write(tmp_path, None, chunks, _vectors(len(chunks)))
+    ids = [c.id for c in chunks][::-1] + [12345]
+    for query in ["water treaty", "rain in Spain", "nothing here"]:
+        got = store.query_term_counts(query, ids)
+        want = TermCounts.of_texts([c.search_text for c in chunks][::-1] + [""], query)
+        for field in ("lengths", "occurrences", "distinct"):
+            assert getattr(got, field).tolist() == getattr(want, field).tolist(), (query, field)
