@@ -263,6 +263,8 @@ def describe_config(config: Config, pipeline: Pipeline, *, methods: Sequence[str
         "answer_sentences": config.answer_sentences,
         "reader": config.reader,
         "reader_passages": config.reader_passages,
+        "reader_stop_margin": config.reader_stop_margin,
+        "reader_dense_weight": config.reader_dense_weight,
         "min_answerability": config.min_answerability,
         "mode": pipeline.mode,
     }

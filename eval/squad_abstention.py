@@ -197,6 +197,8 @@ def run_abstention(
         "min_answerability": config.min_answerability,
         "min_evidence": config.min_evidence,
         "reader_passages": config.reader_passages,
+        "reader_stop_margin": config.reader_stop_margin,
+        "reader_dense_weight": config.reader_dense_weight,
         "seconds": round(time.perf_counter() - started, 1),
     }
     return cases, summarize(cases), settings

@@ -192,7 +192,9 @@ class Postings:
         """Read what save wrote (arrays memory-mapped)."""
         path = folder / "postings"
         terms = json.loads((path / "terms.json").read_text(encoding="utf-8"))
-        arrays = [np.load(path / f"{a}.npy", mmap_mode="r") for a in _ARRAYS]
+        # Plain views of the maps: slicing a np.memmap costs a subclass object each time
+        # (about 0.6 ms a question at 1M chunks, over 180 slices).
+        arrays = [np.asarray(np.load(path / f"{a}.npy", mmap_mode="r")) for a in _ARRAYS]
         return cls(terms, *arrays)
 
     def query_terms(self, idf: dict[str, float]) -> list[tuple[int, float]]:

@@ -55,8 +55,13 @@ class Config:
     # do not answer (see rag/reading.py for the calibration). reader=False: no short answers.
     reader: bool = True
     reader_passages: int = 3
-    # Stop reading passages once one's span beats "no answer" by this much (latency).
-    reader_stop_margin: float = 8.0
+    # Stop reading passages once one's span beats "no answer" by this much (latency), and
+    # choose the span by its margin plus reader_dense_weight times its passage's cosine to
+    # the question. On 1,200 held-out SQuAD questions outside the reported sample: margin
+    # alone, stop 8: F1 57.6, 1.98 passages read; weight 10, stop 8: 58.6, 1.98; weight 10,
+    # stop 4: 57.7, 1.46 (what the whole question's 50 ms at 1M chunks needs).
+    reader_stop_margin: float = 4.0
+    reader_dense_weight: float = 10.0
     # -7.0 keeps false abstention on eval/queries/corpus.jsonl under 0.05 (0.048); a higher
     # threshold catches more unanswerable SQuAD questions but withholds news answers (the
     # reader, trained on Wikipedia, is less sure on news and forum text): see rag/reading.py.
@@ -87,6 +92,10 @@ class Config:
         if not 1 <= self.reader_passages <= self.top_k:
             raise ValueError(
                 f"reader_passages must be in [1, top_k={self.top_k}], got {self.reader_passages}"
+            )
+        if not 0.0 <= self.reader_dense_weight <= 100.0:
+            raise ValueError(
+                f"reader_dense_weight must be in [0, 100], got {self.reader_dense_weight}"
             )
         if not -50.0 <= self.min_answerability <= 50.0:
             raise ValueError(

@@ -457,7 +457,7 @@ class Pipeline:
             max_sentences=self.config.answer_sentences,
             stuffing_limit=self.config.stuffing_limit,
         )
-        best = best_reading(readings)
+        best = best_reading(readings, dense_weight=self.config.reader_dense_weight)
         lead = (
             span_sentence(best) if best and best.margin >= self.config.min_answerability else None
         )
@@ -549,6 +549,7 @@ class Pipeline:
             short = short_answer_for(
                 query, readings, citations,
                 min_margin=self.config.min_answerability, within_highlights=mode == "extractive",
+                dense_weight=self.config.reader_dense_weight,
             )  # fmt: skip
         t2 = time.perf_counter()
         if outcome is None:

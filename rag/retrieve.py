@@ -138,7 +138,7 @@ def shingles(text: str, n: int = 5) -> set[tuple[str, ...]]:
     words = _SHINGLE_WORD.findall(text.lower())
     if len(words) < n:
         return {tuple(words)} if words else set()
-    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+    return set(zip(*(words[i:] for i in range(n)), strict=False))
 
 
 def near_duplicate(a: set, b: set, *, threshold: float = 0.5) -> bool:
