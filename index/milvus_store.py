@@ -87,6 +87,9 @@ ALLOWED_FILTER_MAX = 100_000
 # Every request gets this timeout (an int: pymilvus ignores others), which also bounds
 # pymilvus's retry loop (75 retries, about 3.5 minutes, on an unexpected server error).
 REQUEST_TIMEOUT_S = 120
+# Loading is the one request that grows with the collection: a 1M-chunk Lite collection was
+# still loading when 120 s ran out (about 5 s per 100k chunks on smaller ones).
+LOAD_TIMEOUT_S = 1800
 # How long a start waits for the Lite server of a killed process to let go of the file.
 LITE_EXIT_WAIT_S = 5.0
 
@@ -503,7 +506,7 @@ def _ensure_loaded(client: Any, collection: str) -> None:
     """Load the collection into memory when it is not (a reopened Lite file is not)."""
     state = client.get_load_state(collection, timeout=REQUEST_TIMEOUT_S)
     if str(state.get("state")) != "Loaded":
-        client.load_collection(collection, timeout=REQUEST_TIMEOUT_S)
+        client.load_collection(collection, timeout=LOAD_TIMEOUT_S)
 
 
 def _count(client: Any, collection: str) -> int:
