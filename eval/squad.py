@@ -198,6 +198,7 @@ def read_gold(queries: list[Query], paragraphs: list[Paragraph], *, progress: bo
     from tqdm import tqdm
 
     from eval.metrics import best_over_golds, exact_match, token_f1
+    from index.cleaning import split_sentences
     from rag.config import Config
     from rag.pipeline import shared_reader
 
@@ -206,7 +207,8 @@ def read_gold(queries: list[Query], paragraphs: list[Paragraph], *, progress: bo
     text_of = {p.source: p.text for p in paragraphs}
     em = f1 = no_answer = 0.0
     for query in tqdm(queries, desc="reading", unit="q", disable=not progress):
-        reading = reader.read_one(query.question, text_of[query.sources[0]])
+        text = text_of[query.sources[0]]
+        reading = reader.read_one(query.question, text, sentences=split_sentences(text))
         em += best_over_golds(exact_match, reading.text, query.answers)
         f1 += best_over_golds(token_f1, reading.text, query.answers)
         no_answer += reading.margin < threshold

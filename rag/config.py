@@ -62,6 +62,10 @@ class Config:
     # stop 4: 57.7, 1.46 (what the whole question's 50 ms at 1M chunks needs).
     reader_stop_margin: float = 4.0
     reader_dense_weight: float = 10.0
+    # A "how" question (manner, not quantity) gets a short answer only when the reader's
+    # margin reaches this: "How did they react?" -> "shocked and angered"; a process or an
+    # explanation has no phrase to give (see rag/reading.py: short_answer_for).
+    min_how_margin: float = 4.0
     # -7.0 keeps false abstention on eval/queries/corpus.jsonl under 0.05 (0.048); a higher
     # threshold catches more unanswerable SQuAD questions but withholds news answers (the
     # reader, trained on Wikipedia, is less sure on news and forum text): see rag/reading.py.
@@ -97,6 +101,8 @@ class Config:
             raise ValueError(
                 f"reader_dense_weight must be in [0, 100], got {self.reader_dense_weight}"
             )
+        if not -50.0 <= self.min_how_margin <= 50.0:
+            raise ValueError(f"min_how_margin must be in [-50, 50], got {self.min_how_margin}")
         if not -50.0 <= self.min_answerability <= 50.0:
             raise ValueError(
                 f"min_answerability must be in [-50, 50], got {self.min_answerability}"

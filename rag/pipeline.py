@@ -550,6 +550,7 @@ class Pipeline:
                 query, readings, citations,
                 min_margin=self.config.min_answerability, within_highlights=mode == "extractive",
                 dense_weight=self.config.reader_dense_weight,
+                min_how_margin=self.config.min_how_margin,
             )  # fmt: skip
         t2 = time.perf_counter()
         if outcome is None:

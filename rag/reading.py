@@ -4,9 +4,11 @@
 
 The reader (rag/reader.py) reads the best few passages; its best margin over "no answer
 here" is the question's answerability: below `Config.min_answerability` the system abstains
-(and an LLM is not called). The winning span becomes the short answer, the sentence holding
-it leads the extractive answer, and in LLM mode a sentence whose cited passages hold no
-answer span is marked unsupported.
+(and an LLM is not called). A span stays inside one sentence, and a question that asks for a
+quantity, a year or a date takes only a span of that type (rag/answer_type.py): a passage
+whose best span is of another type holds no answer. The winning span becomes the short
+answer, the sentence holding it leads the extractive answer, and in LLM mode a sentence
+whose cited passages hold no answer span is marked unsupported.
 
 Calibration (issue 13, measured by `python -m eval.squad --abstention` and `make eval`): on
 SQuAD the margin separates questions about indexed and absent articles well (threshold 0:
@@ -22,9 +24,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from rag.answer_type import expected_type
 from rag.extractive import PickedSentence, clean_sentence
 from rag.injection import flagged_spans
-from rag.reader import Reader, Reading, asks_for_span
+from rag.reader import Reader, Reading, asks_for_explanation, asks_how
 from rag.retrieve import Hit
 
 # The answerability of a question no passage was read for (no reader, no passages).
@@ -128,6 +131,12 @@ def reader_question(question: str) -> str:
     return cleaned or question
 
 
+def passage_sentences(hit: Hit) -> list[tuple[int, int]]:
+    """The passage's sentences as offsets into its text (the chunk's are document offsets)."""
+    chunk = hit.chunk
+    return [(s - chunk.start, e - chunk.start) for s, e in chunk.sentences]
+
+
 def read_passages(
     reader: Reader, question: str, hits: Sequence[Hit], *, stop_at: float = float("inf")
 ) -> list[PassageReading]:
@@ -139,6 +148,7 @@ def read_passages(
     """
     question = reader_question(question)
     numbers = question_numbers(question)
+    kind = expected_type(question)
     out = []
     for hit in hits:
         if out and out[-1].margin >= stop_at:
@@ -146,7 +156,9 @@ def read_passages(
         if not _states_numbers(hit, numbers):  # not worth reading
             out.append(PassageReading(hit, Reading(0, 0, "", NOT_READ, 0.0)))
             continue
-        reading = reader.read_one(question, hit.chunk.text)
+        reading = reader.read_one(
+            question, hit.chunk.text, sentences=passage_sentences(hit), kind=kind
+        )
         if not _usable(hit, reading):
             reading = Reading(0, 0, "", NOT_READ, reading.null_score)
         out.append(PassageReading(hit, reading))
@@ -198,6 +210,21 @@ def lead_with_span(
     return [lead, *rest][:max_sentences]
 
 
+def citation_holding(reading: PassageReading, citations: Sequence, *, within_highlights: bool):
+    """The citation whose passage (or, within_highlights, one of whose sentences) holds the span.
+
+    Matched by document and offsets, not by passage: overlapping passages of one document
+    share sentences, and the cited one need not be the one the reader read.
+    """
+    for c in citations:
+        if c.source != reading.hit.chunk.source:
+            continue
+        ranges = c.highlights if within_highlights else ((c.start, c.end),)
+        if any(s <= reading.start and reading.end <= e for s, e in ranges):
+            return c
+    return None
+
+
 def short_answer_for(
     question: str,
     readings: Sequence[PassageReading],
@@ -206,27 +233,28 @@ def short_answer_for(
     min_margin: float,
     within_highlights: bool,
     dense_weight: float = 0.0,
+    min_how_margin: float = float("inf"),
 ) -> ShortAnswer | None:
     """The best span among the cited passages, or None.
 
     With within_highlights the span must lie inside a cited sentence (extractive answers);
     an LLM's sentences are its own words, so there any span of a cited passage counts. None
-    for a question answered by an explanation (why, how), and when no cited passage holds a
-    span the reader believes in.
+    for a question answered by an explanation (why), and when no cited passage holds a span
+    the reader believes in. A "how" question gets one only when the reader is sure
+    (min_how_margin): "How did Mexico's generals react?" is answered by "shocked and angered",
+    "How does the tariff work?" by no phrase.
     """
-    if not asks_for_span(question):
+    if asks_for_explanation(question):
         return None
-    by_passage = {(c.source, c.start): c for c in citations}
+    if asks_how(question):
+        min_margin = max(min_margin, min_how_margin)
     candidates = []
     for r in readings:
-        citation = by_passage.get((r.hit.chunk.source, r.hit.chunk.start))
-        if citation is None or r.margin < min_margin:
+        if r.margin < min_margin:
             continue
-        if within_highlights and not any(
-            s <= r.start and r.end <= e for s, e in citation.highlights
-        ):
-            continue
-        candidates.append((r, citation.n))
+        citation = citation_holding(r, citations, within_highlights=within_highlights)
+        if citation is not None:
+            candidates.append((r, citation.n))
     if not candidates:
         return None
     best, n = max(candidates, key=lambda pair: choice_score(pair[0], dense_weight=dense_weight))

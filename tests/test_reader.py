@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 
 from index import Chunk
+from rag.answer_type import AnswerType, expected_type, fits
 from rag.pipeline import Citation
-from rag.reader import Reader, Reading, asks_for_span, widen_to_words
+from rag.reader import Reader, Reading, asks_for_explanation, asks_how, widen_to_words
 from rag.reading import (
     PassageReading,
     answerability,
+    citation_holding,
     lead_with_span,
     short_answer_for,
     span_sentence,
@@ -36,19 +38,67 @@ def test_widen_to_words(text, start, end, expected):
 
 
 @pytest.mark.parametrize(
-    ("question", "span"),
+    ("question", "explanation", "how"),
     [
-        ("Who won Super Bowl 50?", True),
-        ("How many cartel bosses were sent?", True),
-        ("How long did the call last?", True),
-        ("When did he say it?", True),
-        ("Why did the peso fall?", False),
-        ("How does the tariff work?", False),
-        ("Explain the drone programme", False),
+        ("Who won Super Bowl 50?", False, False),
+        ("How many cartel bosses were sent?", False, False),
+        ("How long did the call last?", False, False),
+        ("When did he say it?", False, False),
+        ("Why did the peso fall?", True, False),
+        ("How does the tariff work?", False, True),
+        ("How did Mexico's generals react?", False, True),
+        ("Explain the drone programme", True, False),
     ],
 )
-def test_asks_for_span(question, span):
-    assert asks_for_span(question) is span
+def test_question_forms(question, explanation, how):
+    assert asks_for_explanation(question) is explanation
+    assert asks_how(question) is how
+
+
+@pytest.mark.parametrize(
+    ("question", "kind"),
+    [
+        ("How many troops did Canada send?", AnswerType.QUANTITY),
+        ("By how much have deaths fallen?", AnswerType.QUANTITY),
+        ("How much money did BYD plan to invest?", AnswerType.QUANTITY),
+        ("What percentage of fentanyl comes from Mexico?", AnswerType.QUANTITY),
+        ("How long was the exercise?", AnswerType.QUANTITY),
+        ("In what year was he arrested?", AnswerType.YEAR),
+        ("On what date did Vance speak?", AnswerType.DATE),
+        ("On which day of the week was it held?", AnswerType.DATE),
+        # Left untyped: their answers are as often events, adverbs or phrases.
+        ("When did the earliest examples occur?", None),
+        ("When declining to announce invasions, what did Vance say?", None),
+        ("How often does the Doctor travel alone?", None),
+        ("How much literature has been written on it?", None),
+        ("Who is the president of Mexico?", None),
+    ],
+)
+def test_expected_answer_type(question, kind):
+    assert expected_type(question) is kind
+
+
+@pytest.mark.parametrize(
+    ("kind", "span", "ok"),
+    [
+        (AnswerType.QUANTITY, "10,000", True),
+        (AnswerType.QUANTITY, "half a dozen", True),
+        (AnswerType.QUANTITY, "three-hour", True),
+        (AnswerType.QUANTITY, "80%", True),
+        (AnswerType.QUANTITY, "fentanyl labs", False),
+        (AnswerType.QUANTITY, "top military officials", False),
+        (AnswerType.YEAR, "1985", True),
+        (AnswerType.YEAR, "the 6th century", True),
+        (AnswerType.YEAR, "last September", False),
+        (AnswerType.DATE, "Jan. 31", True),
+        (AnswerType.DATE, "Thursday", True),
+        (AnswerType.DATE, "mid-September", True),
+        (AnswerType.DATE, "three", False),
+        (None, "anything at all", True),
+    ],
+)
+def test_span_fits_its_answer_type(kind, span, ok):
+    assert fits(kind, span) is ok
 
 
 def _hit(text: str, *, source="a.txt", start=100, sentences=None, chunk_id=0) -> Hit:
@@ -100,6 +150,33 @@ def test_short_answer_lies_in_a_cited_sentence_with_document_offsets():
                             within_highlights=True) is None  # fmt: skip
     assert short_answer_for("Why was he there?", [reading], cited, min_margin=0.0,
                             within_highlights=True) is None  # fmt: skip
+    # A "how" question gets a short answer only when the reader is sure of it.
+    assert short_answer_for("How did he get there?", [reading], cited, min_margin=0.0,
+                            within_highlights=True, min_how_margin=4.0) is None  # fmt: skip
+    sure = short_answer_for("How did he get there?", [reading], cited, min_margin=0.0,
+                            within_highlights=True, min_how_margin=2.0)  # fmt: skip
+    assert sure is not None and sure.text == "Eagle Pass"
+
+
+def test_short_answer_found_in_an_overlapping_cited_passage():
+    """The passage read and the passage cited can be two overlapping chunks of one file."""
+    text = "Vance spoke first. He was in Eagle Pass on Friday. Then he left."
+    read = _hit(text, start=0, sentences=[(0, 18), (19, 50), (51, len(text))])
+    cited_hit = _hit(text[19:], start=19, sentences=[(19, 50), (51, len(text))], chunk_id=1)
+    reading = _reading(read, "Eagle Pass", 3.0)
+    cited = [_citation(1, cited_hit, [(19, 50)])]
+    assert citation_holding(reading, cited, within_highlights=True) is cited[0]
+    short = short_answer_for("Where was Vance?", [reading], cited, min_margin=0.0,
+                             within_highlights=True)  # fmt: skip
+    assert short is not None and (short.start, short.end, short.citation) == (29, 39, 1)
+    # Another file, or a span outside the cited sentence, is not held by that citation.
+    elsewhere = [_citation(1, _hit(text, source="b.txt", start=0), [(0, len(text))])]
+    assert citation_holding(reading, elsewhere, within_highlights=True) is None
+    assert citation_holding(reading, [_citation(1, cited_hit, [(51, len(text))])],
+                            within_highlights=True) is None  # fmt: skip
+    # An LLM's citation holds any span of its passage.
+    assert citation_holding(reading, [_citation(1, cited_hit, [(51, len(text))])],
+                            within_highlights=False) is not None  # fmt: skip
 
 
 def test_answerability_is_the_best_margin():
@@ -128,6 +205,15 @@ def test_best_span_stays_inside_the_context_and_length(reader):
     start[0], end[n - 1], end[3] = 9.0, 9.0, 1.0
     score, i, j = reader._best_span(start, end, (0, n))
     assert (i, j) == (0, 3) and score == 10.0
+
+
+def test_best_span_does_not_cross_a_sentence_boundary(reader):
+    start = np.array([0.0, 9.0, 0.0, 0.0, 3.0, 0.0], dtype=np.float32)
+    end = np.array([0.0, 0.0, 2.0, 0.0, 9.0, 0.0], dtype=np.float32)
+    assert reader._best_span(start, end, (0, 6))[1:] == (1, 4)  # unconstrained: 9 + 9
+    sentence_of = np.array([0, 0, 0, 1, 1, 1])
+    score, i, j = reader._best_span(start, end, (0, 6), sentence_of)
+    assert (score, i, j) == (12.0, 4, 4)  # 3 + 9 beats 9 + 2 inside sentence 0
 
 
 def test_long_passages_are_read_in_overlapping_windows(reader):
@@ -185,3 +271,29 @@ def test_a_passage_without_the_questions_year_is_not_read(reader):
     )
     assert asked_2023.reading.text == "87,000" and asked_2023.margin > 0
     assert asked_2022.margin == float("-inf")
+
+
+def test_a_span_of_the_wrong_answer_type_is_no_answer(reader):
+    from rag.reading import read_passages
+
+    hit = _hit("The CIA has increased secret drone flights over Mexico to find fentanyl labs.")
+    typed = read_passages(reader, "How many drone flights did the CIA fly over Mexico?", [hit])
+    assert typed[0].margin == float("-inf") and typed[0].reading.text == ""
+    untyped = read_passages(reader, "What are the CIA's drone flights looking for?", [hit])
+    assert "fentanyl labs" in untyped[0].reading.text
+
+
+def test_the_reader_keeps_its_span_inside_one_sentence(reader):
+    text = (
+        "The soundtrack for Series 5 was released on 8 November 2010. In February 2011 a "
+        "further album followed, with music from the Christmas special."
+    )
+    from index.cleaning import split_sentences
+
+    sentences = split_sentences(text)
+    assert len(sentences) == 2
+    reading = reader.read_one(
+        "When was the soundtrack for series 5 released?", text, sentences=sentences
+    )
+    assert "8 November 2010" in reading.text
+    assert reading.end <= sentences[0][1]
