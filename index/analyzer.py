@@ -219,6 +219,33 @@ class TermStats:
         if self.chunks < 0 or self.tokens < 0:
             raise ValueError("term stats went negative: removed chunks that were never added")
 
+    def merge(self, other: TermStats, *, sign: int = 1) -> None:
+        """Count another table's chunks in (sign 1) or out (sign -1)."""
+        self.chunks += sign * other.chunks
+        self.tokens += sign * other.tokens
+        for term, n in other.df.items():
+            left = self.df.get(term, 0) + sign * n
+            if left > 0:
+                self.df[term] = left
+            else:
+                self.df.pop(term, None)
+        if self.chunks < 0 or self.tokens < 0:
+            raise ValueError("term stats went negative: removed chunks that were never added")
+
+    def to_json(self) -> dict:
+        """The table as JSON (terms sorted, so equal stats give equal bytes)."""
+        return {
+            "analyzer": ANALYZER, "chunks": self.chunks, "tokens": self.tokens,
+            "df": dict(sorted(self.df.items())),
+        }  # fmt: skip
+
+    @classmethod
+    def from_json(cls, data: dict) -> TermStats:
+        """A table from to_json's form; ValueError when another analyzer wrote it."""
+        if not isinstance(data, dict) or data.get("analyzer") != ANALYZER:
+            raise ValueError(f"term statistics not written by analyzer {ANALYZER}")
+        return cls(chunks=int(data["chunks"]), tokens=int(data["tokens"]), df=data["df"])
+
     @property
     def average_length(self) -> float:
         """Mean terms per chunk (1 for an empty index, so BM25 never divides by zero)."""
@@ -235,9 +262,7 @@ class TermStats:
 
     def save(self, folder: Path) -> str:
         """Write terms.json into folder (terms sorted, so equal stats give equal bytes)."""
-        body = {"analyzer": ANALYZER, "chunks": self.chunks, "tokens": self.tokens}
-        body["df"] = dict(sorted(self.df.items()))
-        text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+        text = json.dumps(self.to_json(), ensure_ascii=False, separators=(",", ":"))
         (Path(folder) / self.file_name).write_text(text, encoding="utf-8")
         return self.file_name
 
@@ -245,9 +270,10 @@ class TermStats:
     def load(cls, folder: Path) -> TermStats:
         """Read terms.json from folder; ValueError when it is not what save wrote."""
         data = json.loads((Path(folder) / cls.file_name).read_text(encoding="utf-8"))
-        if not isinstance(data, dict) or data.get("analyzer") != ANALYZER:
-            raise ValueError(f"{folder / cls.file_name} was not written by analyzer {ANALYZER}")
-        return cls(chunks=int(data["chunks"]), tokens=int(data["tokens"]), df=data["df"])
+        try:
+            return cls.from_json(data)
+        except ValueError as exc:
+            raise ValueError(f"{folder / cls.file_name}: {exc}") from exc
 
     def copy(self) -> TermStats:
         """An independent copy (a build updates it without touching the live index's)."""

@@ -50,7 +50,7 @@ from index.corpus_index import (
     verify_files,
     verify_store_files,
 )
-from index.document_store import prune_documents, put_document
+from index.document_store import prune_documents, put_documents
 from index.durable import file_sha256, folder_lock, fsync_path, fsync_tree
 from index.embedding import Embedder, check_embedder, embedder_for
 from index.extraction import hard_groups, locate
@@ -149,7 +149,8 @@ def load_previous(
     if rebuild:
         return None, "requested (--rebuild)"
     try:
-        return CorpusIndex.load(config, for_update=not full_check), ""
+        interrupted = interrupted_generation(config)
+        return CorpusIndex.load(config, for_update=not full_check, interrupted=interrupted), ""
     except IndexNotFound:
         return None, ""
     except IndexProtected:
@@ -338,12 +339,31 @@ def vectors_for(
     return np.stack([by_id[c.id] for c in chunks]).astype(np.float32)
 
 
-def updated_stats(previous: CorpusIndex | None, gone: list[Chunk], added: list[Chunk]) -> TermStats:
-    """The index's term statistics with the gone chunks counted out and the added ones in."""
+def updated_stats(
+    previous: CorpusIndex | None, counted_out: TermStats, added: list[Chunk]
+) -> TermStats:
+    """The index's term statistics with the replaced chunks counted out and the added ones in."""
     stats = previous.stats.copy() if previous is not None else TermStats()
+    stats.merge(counted_out, sign=-1)
+    stats.add(analyzer().tokenize(c.search_text) for c in added)
+    return stats
+
+
+def replaced_stats(
+    previous: CorpusIndex | None, replaced: list[str], pending: Pending
+) -> TermStats:
+    """Term statistics of the live index's chunks of the replaced documents.
+
+    For documents an interrupted build was writing, the statistics it recorded before its
+    first write: a Milvus collection may already hold some of that build's new chunks, which
+    the live statistics never counted.
+    """
+    known = set(pending.sources) if pending.counted_out is not None else set()
+    fresh = [s for s in replaced if s not in known]
     tokenize = analyzer().tokenize
-    stats.add((tokenize(c.search_text) for c in gone), sign=-1)
-    stats.add(tokenize(c.search_text) for c in added)
+    stats = TermStats.of(tokenize(c.search_text) for c in stored_chunks(previous, fresh))
+    if pending.counted_out is not None:
+        stats.merge(pending.counted_out)
     return stats
 
 
@@ -404,9 +424,11 @@ def update_index(
             config, rebuild=rebuild, report=report, full_check=full_check
         )
         timer.lap("prepare")
+        pending = read_pending(config, live_name(previous))
         plan = plan_update(
-            config, previous=previous, rebuilt_reason=reason, progress=progress, control=control
-        )
+            config, previous=previous, rebuilt_reason=reason, progress=progress,
+            control=control, pending=pending.sources,
+        )  # fmt: skip
         _report_plan(report, plan)
         timer.lap("scan")
         if plan.unchanged:
@@ -426,7 +448,7 @@ def update_index(
         try:
             write_update(
                 config, plan, records, report, embedder=embedder, timer=timer,
-                progress=progress, control=control,
+                progress=progress, control=control, pending=pending,
             )  # fmt: skip
         finally:
             if previous is not None:
@@ -486,6 +508,7 @@ def write_update(
     timer: StageTimer,
     progress: bool,
     control: BuildControl,
+    pending: Pending,
 ) -> None:
     """Embed what is new, write the store and the generation, and swap CURRENT."""
     previous = plan.previous
@@ -498,16 +521,16 @@ def write_update(
     report.chunks_embedded, report.chunks_reused = len(chunks) - len(reused), len(reused)
     report.embed_seconds = timer.lap("embed")
     control.check()  # the last moment to cancel: nothing written yet
-    replaced = sorted({*plan.added, *plan.changed, *plan.removed, *pending_sources(config)})
+    replaced = sorted({*plan.added, *plan.changed, *plan.removed, *pending.sources})
     kept = set(plan.kept) | set(plan.carried)
     replaced = [s for s in replaced if s not in kept]
-    gone = stored_chunks(previous, replaced)
-    stats = updated_stats(previous, gone, chunks)
+    counted_out = replaced_stats(previous, replaced, pending)
+    stats = updated_stats(previous, counted_out, chunks)
     store_texts(Path(config.index_dir), records)
     manifest = build_manifest(
         plan, records, config=config, embedder=embedder, chunk_count=stats.chunks
     )
-    mark_pending(config, replaced)
+    mark_pending(config, replaced, counted_out=counted_out, live=live_name(previous))
     writer = open_writer(config, previous, dimension=embedder.dimension)
     writer.delete_documents(replaced)
     writer.upsert(chunks, vectors)
@@ -532,20 +555,63 @@ def stored_chunks(previous: CorpusIndex | None, sources: list[str]) -> list[Chun
 PENDING_FILE = "pending.json"
 
 
-def pending_sources(config: IndexConfig) -> list[str]:
-    """Documents an interrupted build was writing: their chunks may be in the store, unlisted."""
-    path = Path(config.index_dir) / PENDING_FILE
+@dataclass(frozen=True)
+class Pending:
+    """What an interrupted build was writing: its documents and their live statistics."""
+
+    sources: list[str] = field(default_factory=list)
+    # Term statistics of those documents' live chunks; None in a file of an older version.
+    counted_out: TermStats | None = None
+
+
+def _pending_record(config: IndexConfig) -> dict | None:
     try:
-        return [str(s) for s in json.loads(path.read_text(encoding="utf-8"))["sources"]]
-    except (OSError, ValueError, KeyError, TypeError):
-        return []
+        data = json.loads((Path(config.index_dir) / PENDING_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
-def mark_pending(config: IndexConfig, sources: list[str]) -> None:
+def interrupted_generation(config: IndexConfig) -> str | None:
+    """The live generation an interrupted build was writing on top of, if one was."""
+    data = _pending_record(config)
+    live = data.get("live") if data else None
+    return live if isinstance(live, str) else None
+
+
+def read_pending(config: IndexConfig, live: str | None) -> Pending:
+    """The interrupted build's record, if it wrote on top of the live generation `live`.
+
+    A record left by a build that went live (killed between its swap and the clean-up)
+    describes nothing that is pending: it is ignored.
+    """
+    data = _pending_record(config)
+    try:
+        sources = [str(s) for s in data["sources"]]
+    except (KeyError, TypeError):
+        return Pending()
+    if "live" in data and data["live"] != live:
+        return Pending()
+    try:
+        counted = TermStats.from_json(data["counted_out"]) if "counted_out" in data else None
+    except (ValueError, KeyError, TypeError):
+        counted = None
+    return Pending(sources, counted)
+
+
+def live_name(previous: CorpusIndex | None) -> str | None:
+    """The live generation's folder name (None when there is none)."""
+    return previous.folder.name if previous is not None else None
+
+
+def mark_pending(
+    config: IndexConfig, sources: list[str], *, counted_out: TermStats, live: str | None
+) -> None:
     """Record the documents this build replaces before any store write (crash recovery)."""
     path = Path(config.index_dir) / PENDING_FILE
     tmp = path.with_name(f".{PENDING_FILE}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"sources": sources}, ensure_ascii=False), encoding="utf-8")
+    body = {"sources": sources, "live": live, "counted_out": counted_out.to_json()}
+    tmp.write_text(json.dumps(body, ensure_ascii=False), encoding="utf-8")
     fsync_path(tmp)
     os.replace(tmp, path)
 
@@ -700,10 +766,10 @@ def manifest_text(manifest: dict) -> str:
 
 def store_texts(index_dir: Path, records: list[DocumentRecord]) -> None:
     """Store the extracted text and segments of every new or changed document."""
-    for record in records:
-        if record.document is not None:
-            doc = record.document
-            record.info["text_key"] = put_document(index_dir, doc.text, doc.segments)
+    read = [r for r in records if r.document is not None]
+    keys = put_documents(index_dir, [(r.document.text, r.document.segments) for r in read])
+    for record, key in zip(read, keys, strict=True):
+        record.info["text_key"] = key
 
 
 def _generation_manifests(index_dir: Path) -> list[dict] | None:

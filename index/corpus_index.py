@@ -264,6 +264,7 @@ class CorpusIndex:
         verify: bool = True,
         on_pointer_read: Callable[[Path], None] | None = None,
         for_update: bool = False,
+        interrupted: str | None = None,
     ) -> CorpusIndex:
         """Load the live generation; raise IndexLoadError subclasses with a clear message.
 
@@ -272,18 +273,25 @@ class CorpusIndex:
         on_pointer_read (tests) runs between reading CURRENT and opening the folder.
         for_update (a build): large segment files are checked by size only and the vectors
         are memory-mapped, since a build reads a few rows of them.
+        interrupted (a build): the generation an interrupted build wrote on top of; a shared
+        store (Milvus) may hold part of that build's writes, so its size is not checked (the
+        build rewrites those documents).
         """
         folder = cls._live_folder(config)
         if on_pointer_read is not None:
             on_pointer_read(folder)
         try:
-            return cls._load_folder(folder, config, verify=verify, for_update=for_update)
+            return cls._load_folder(
+                folder, config, verify=verify, for_update=for_update, interrupted=interrupted
+            )
         except IndexCorrupt:
             again = cls._live_folder(config)
             if again == folder and folder.is_dir():
                 raise
             logger.info("generation %s was replaced while loading; loading %s", folder, again)
-            return cls._load_folder(again, config, verify=verify, for_update=for_update)
+            return cls._load_folder(
+                again, config, verify=verify, for_update=for_update, interrupted=interrupted
+            )
 
     @staticmethod
     def _live_folder(config: IndexConfig) -> Path:
@@ -296,7 +304,13 @@ class CorpusIndex:
 
     @classmethod
     def _load_folder(
-        cls, folder: Path, config: IndexConfig, *, verify: bool, for_update: bool = False
+        cls,
+        folder: Path,
+        config: IndexConfig,
+        *,
+        verify: bool,
+        for_update: bool = False,
+        interrupted: str | None = None,
     ) -> CorpusIndex:
         manifest = read_manifest(folder)
         check_compatible(manifest, config)
@@ -315,7 +329,8 @@ class CorpusIndex:
             ) from exc
         expected = manifest.get("chunk_count")
         size = _store_size(store, expected) if for_update else store.size
-        if not (size == stats.chunks == expected):
+        half_written = for_update and interrupted == folder.name
+        if not (stats.chunks == expected and (size == expected or half_written)):
             raise IndexCorrupt(
                 f"index parts disagree: the {store.engine} store holds {size} chunks, "
                 f"the term table {stats.chunks}, the manifest {expected}; "

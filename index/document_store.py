@@ -15,11 +15,11 @@ import hashlib
 import json
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from index.durable import fsync_path
+from index.durable import fsync_files, fsync_path
 from index.extraction import Segment
 
 FOLDER = "texts"
@@ -45,23 +45,38 @@ def document_key(text: str, segments: Iterable[Segment]) -> str:
 
 def put_document(index_dir: Path, text: str, segments: Iterable[Segment]) -> str:
     """Store a document's text (once per content) and return its key."""
-    segments = tuple(segments)
-    payload = _payload(text, segments)
-    key = hashlib.sha256(payload).hexdigest()
+    return put_documents(index_dir, [(text, tuple(segments))])[0]
+
+
+def put_documents(index_dir: Path, documents: Sequence[tuple[str, Sequence[Segment]]]) -> list[str]:
+    """Store documents' texts (each content once); their keys, in order.
+
+    Every new file is written and flushed before any is renamed into place, so after a
+    crash a stored key's file is whole or absent (an existing file is trusted and reused).
+    """
     folder = Path(index_dir) / FOLDER
-    target = folder / f"{key}.json.gz"
-    if target.is_file():
-        return key
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{key}.{os.getpid()}.tmp"
+    keys, staged = [], {}
     try:
-        # mtime=0: the same text always compresses to the same bytes.
-        tmp.write_bytes(gzip.compress(payload, compresslevel=6, mtime=0))
-        fsync_path(tmp)
-        os.replace(tmp, target)
+        for text, segments in documents:
+            payload = _payload(text, segments)
+            key = hashlib.sha256(payload).hexdigest()
+            keys.append(key)
+            if key in staged or (folder / f"{key}.json.gz").is_file():
+                continue
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = folder / f".{key}.{os.getpid()}.tmp"
+            staged[key] = tmp
+            # mtime=0: the same text always compresses to the same bytes.
+            tmp.write_bytes(gzip.compress(payload, compresslevel=6, mtime=0))
+        fsync_files(list(staged.values()))
+        for key, tmp in staged.items():
+            os.replace(tmp, folder / f"{key}.json.gz")
+        if staged:
+            fsync_path(folder)
     finally:
-        tmp.unlink(missing_ok=True)
-    return key
+        for tmp in staged.values():
+            tmp.unlink(missing_ok=True)
+    return keys
 
 
 def get_document(index_dir: Path, key: str) -> StoredDocument:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -32,6 +32,37 @@ def fsync_path(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _syncfs():
+    """Linux's syncfs(2) from the C library, or None where there is none."""
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+
+
+def fsync_files(paths: Sequence[Path]) -> None:
+    """Flush the data of many files on one filesystem (all of them under one folder).
+
+    One syncfs(2) of their filesystem where Linux offers it: an update storing 2,000
+    extracted texts spent about a second in 2,000 separate fsyncs. Elsewhere, or when it
+    fails, each file is flushed on its own.
+    """
+    if not paths:
+        return
+    syncfs = _syncfs() if len(paths) > 1 else None
+    if syncfs is not None:
+        fd = os.open(paths[0], os.O_RDONLY)
+        try:
+            if syncfs(fd) == 0:
+                return
+        finally:
+            os.close(fd)
+    for path in paths:
+        fsync_path(path)
 
 
 def fsync_tree(folder: Path) -> None:

@@ -15,7 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from index.chrome import LineCounts, keys_in
@@ -58,11 +59,16 @@ class UpdatePlan:
     lines: LineCounts | None = None
     # Kept documents read again whose file stat changed (the manifest records the new one).
     restat: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # Documents an interrupted build was writing (pending.json): read again and rewritten,
+    # since a shared store (Milvus) may hold half of that build's writes for them.
+    pending: list[str] = field(default_factory=list)
 
     @property
     def unchanged(self) -> bool:
         """True when the live index already matches the corpus (nothing to write)."""
         if self.previous is None or self.added or self.changed or self.removed or self.restat:
+            return False
+        if self.pending:
             return False
         manifest = self.previous.manifest
         return manifest.get("skipped") == [[s.source, s.reason] for s in self.skipped] and (
@@ -177,11 +183,21 @@ def plan_update(
     rebuilt_reason: str = "",
     progress: bool = False,
     control: BuildControl = NO_CONTROL,
+    pending: Sequence[str] = (),
 ) -> UpdatePlan:
-    """Scan the corpus folder and sort its documents into added, changed, kept and removed."""
+    """Scan the corpus folder and sort its documents into added, changed, kept and removed.
+
+    pending: documents an interrupted build was writing; each is read again and counted as
+    changed (or removed, when it cannot be read now), never kept as it was.
+    """
     base = previous.lines if previous is not None else None
+    pending = sorted(set(pending))
     known = known_files(previous) if base is not None else {}
-    run = {"rebuilt_reason": rebuilt_reason, "progress": progress, "control": control}
+    known = {k: st for k, st in known.items() if not any(_inside_any(s, {k}) for s in pending)}
+    run = {
+        "rebuilt_reason": rebuilt_reason, "progress": progress, "control": control,
+        "pending": pending,
+    }  # fmt: skip
     try:
         return _plan(config, previous, base, known, **run)
     except NoDocuments:
@@ -203,6 +219,7 @@ def _plan(
     rebuilt_reason: str,
     progress: bool,
     control: BuildControl,
+    pending: list[str],
     second_pass: bool = False,
 ) -> UpdatePlan:
     scan = _scan(config, previous, known, progress=progress, control=control)
@@ -215,7 +232,8 @@ def _plan(
             f"(supported: {', '.join(config.extensions)})"
             + (f"; skipped {reasons}" if reasons else "")
         )
-    carried = carried_sources(old_docs, scan.skipped)
+    # A pending document is not carried over as it was: a shared store may have lost it.
+    carried = [s for s in carried_sources(old_docs, scan.skipped) if s not in pending]
     present = {d.source for d in scan.documents} | set(not_read)
     removed = sorted(set(old_docs) - present - set(carried))
     lines = update_lines(config, previous, base, scan.documents, removed)
@@ -236,10 +254,12 @@ def _plan(
             if not any(s == k or s.startswith(k + "/") for s in again)
         }
         return _plan(config, previous, base, known, rebuilt_reason=rebuilt_reason,
-                     progress=progress, control=control, second_pass=True)  # fmt: skip
-    return _sorted_plan(
+                     progress=progress, control=control, pending=pending,
+                     second_pass=True)  # fmt: skip
+    plan = _sorted_plan(
         config, scan, previous, lines, chrome, not_read, carried, removed, rebuilt_reason
     )
+    return with_pending(plan, pending)
 
 
 class NoDocuments(ValueError):
@@ -271,6 +291,19 @@ def _sorted_plan(
         fingerprints=fingerprints, previous=previous, added=added, changed=changed,
         removed=removed, kept=sorted([*kept, *not_read]), rebuilt_reason=rebuilt_reason,
         carried=carried, not_read=not_read, lines=lines, restat=restat,
+    )  # fmt: skip
+
+
+def with_pending(plan: UpdatePlan, pending: list[str]) -> UpdatePlan:
+    """The plan with the pending documents it kept moved to changed (they are rewritten)."""
+    if not pending:
+        return plan
+    again = [s for s in plan.kept if _inside_any(s, set(pending))]
+    kept = [s for s in plan.kept if s not in again]
+    return replace(
+        plan, kept=kept, changed=sorted({*plan.changed, *again}), pending=list(pending),
+        not_read=[s for s in plan.not_read if s not in again],
+        restat={k: v for k, v in plan.restat.items() if k not in again},
     )  # fmt: skip
 
 

@@ -6,6 +6,7 @@ python -m pytest -q tests/test_ingest_pipeline.py
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import threading
 
 import pytest
@@ -13,7 +14,7 @@ import pytest
 from index import CorpusIndex, IndexConfig, update_index
 from index.build import _chunk_raw
 from index.corpus_index import current_generation
-from index.document_store import get_document, prune_documents, put_document
+from index.document_store import get_document, prune_documents, put_document, put_documents
 from index.extraction import PAGE, ROW, SLIDE, ReadLimits, Segment, hard_groups, locate
 from index.loaders import RawDocument, Skipped
 from index.parse_pool import ParsePool, ParseTask
@@ -88,6 +89,50 @@ def test_document_store_roundtrip_prune_and_damage(tmp_path):
         get_document(tmp_path, key)
     with pytest.raises(ValueError, match="not a document key"):
         get_document(tmp_path, "../../etc/passwd")
+
+
+@pytest.mark.parametrize("syncfs", [True, False])
+def test_documents_stored_in_one_batch(tmp_path, monkeypatch, syncfs):
+    """Keys in order, one file per content, each flushed before it is renamed into place."""
+    import index.document_store as store
+    import index.durable as durable
+
+    flushed, renamed = [], []
+    if not syncfs:  # a system without syncfs(2): each file is flushed on its own
+        monkeypatch.setattr(durable, "_syncfs", lambda: None)
+    real_fsync, real_replace = durable.fsync_path, store.os.replace
+    monkeypatch.setattr(durable, "fsync_path", lambda p: (flushed.append(p), real_fsync(p)))
+    monkeypatch.setattr(
+        store.os, "replace", lambda a, b: (renamed.append((a, flushed[:])), real_replace(a, b))
+    )
+    first = put_document(tmp_path, "Kept", ())
+    flushed.clear()
+    renamed.clear()
+    keys = put_documents(tmp_path, [("A", ()), ("Kept", ()), ("B", PAGES[:1]), ("A", ())])
+    assert keys[1] == first and keys[0] == keys[3] and len(set(keys)) == 3
+    assert [get_document(tmp_path, k).text for k in keys] == ["A", "Kept", "B", "A"]
+    assert len(renamed) == 2  # "Kept" was there already, "A" is written once
+    if not syncfs:
+        assert all(tmp in done for tmp, done in renamed)  # flushed before the rename
+    assert not list((tmp_path / "texts").glob(".*.tmp"))
+
+
+def test_a_failed_batch_leaves_no_partial_text(tmp_path, monkeypatch):
+    import index.document_store as store
+
+    calls, real_compress = [], gzip.compress
+
+    def failing_compress(payload, **kwargs):
+        calls.append(payload)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        return real_compress(payload, **kwargs)
+
+    monkeypatch.setattr(store.gzip, "compress", failing_compress)
+    with pytest.raises(OSError, match="disk full"):
+        put_documents(tmp_path, [("A", ()), ("B", ())])
+    assert len(calls) == 2  # the first text was staged, the second failed
+    assert list((tmp_path / "texts").iterdir()) == []  # neither staged nor renamed
 
 
 def test_index_stores_every_document_text(tmp_path, embedder):

@@ -5,6 +5,8 @@ python -m pytest tests/test_segments.py -q
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -202,3 +204,21 @@ def test_query_term_counts_equal_tokenized_counts(tmp_path):
         want = TermCounts.of_texts([c.search_text for c in chunks][::-1] + [""], query)
         for field in ("lengths", "occurrences", "distinct"):
             assert getattr(got, field).tolist() == getattr(want, field).tolist(), (query, field)
+
+
+def test_term_stats_merge_and_json_round_trip():
+    """Counting a table out and back in, and through JSON, gives the same statistics."""
+    a = TermStats.of([["tariff", "steel"], ["tariff"]])
+    b = TermStats.of([["steel", "mexico"]])
+    both = TermStats.of([["tariff", "steel"], ["tariff"], ["steel", "mexico"]])
+    merged = a.copy()
+    merged.merge(b)
+    assert (merged.chunks, merged.tokens, merged.df) == (both.chunks, both.tokens, both.df)
+    merged.merge(b, sign=-1)
+    assert (merged.chunks, merged.tokens, merged.df) == (a.chunks, a.tokens, a.df)
+    again = TermStats.from_json(json.loads(json.dumps(both.to_json())))
+    assert (again.chunks, again.tokens, again.df) == (both.chunks, both.tokens, both.df)
+    with pytest.raises(ValueError, match="negative"):
+        a.copy().merge(both, sign=-1)
+    with pytest.raises(ValueError, match="analyzer"):
+        TermStats.from_json({**both.to_json(), "analyzer": "other"})

@@ -138,6 +138,71 @@ def test_kill_9_during_a_milvus_build_leaves_no_duplicate_or_orphan(
     milvus.store.close()
 
 
+class Crash(Exception):
+    """Stands for a kill -9 after the store writes and before the generation goes live."""
+
+
+def _crash_after_store_writes(monkeypatch) -> None:
+    import index.build
+
+    def crash(*args, **kwargs):
+        raise Crash
+
+    monkeypatch.setattr(index.build, "write_generation", crash)
+
+
+def _same_as_a_clean_build(index_dir_config, corpus: Path, folder: Path, embedder) -> None:
+    """The recovered index holds what a clean build of the corpus holds, statistics too."""
+    recovered = CorpusIndex.load(index_dir_config)
+    reference = _config(corpus, folder, "faiss")
+    update_index(reference, progress=False, embedder=embedder)
+    expected = CorpusIndex.load(reference)
+    sources = sorted({d.source for d in expected.documents} | {"new.txt"})
+    assert recovered.store.ids_of(sources).tolist() == expected.store.ids_of(sources).tolist()
+    assert recovered.size == expected.size == recovered.manifest["chunk_count"]
+    assert (recovered.stats.chunks, recovered.stats.tokens) == (
+        expected.stats.chunks, expected.stats.tokens
+    )  # fmt: skip
+    assert recovered.stats.df == expected.stats.df
+    recovered.store.close()
+
+
+@pytest.mark.parametrize("store", ["faiss", "milvus"])
+@pytest.mark.parametrize("then", ["rerun", "revert", "new file deleted"])
+def test_a_build_interrupted_after_its_store_writes_is_repaired_in_place(
+    tmp_path, corpus_copy, embedder, monkeypatch, store, then
+):
+    """Milvus holds the interrupted build's deletes and upserts; the rerun repairs them
+    incrementally (no rebuild), with the statistics of a clean build, whatever the user did
+    to the files in between."""
+    corpus = tmp_path / "corpus"
+    shutil.copytree(corpus_copy, corpus)
+    config = _config(corpus, tmp_path, store)
+    update_index(config, progress=False, embedder=embedder)
+    first = sorted(corpus.iterdir())[0]
+    original, stat = first.read_bytes(), first.stat()
+    # Fewer chunks than before: a stale count of them would show in the statistics.
+    first.write_text("A short replacement about tariffs on steel.\n", encoding="utf-8")
+    if then == "new file deleted":
+        first.write_bytes(original)
+        os.utime(first, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        (corpus / "new.txt").write_text("Tacos al pastor come from Puebla. " * 30, "utf-8")
+    with monkeypatch.context() as patch:
+        _crash_after_store_writes(patch)
+        with pytest.raises(Crash):
+            update_index(config, progress=False, embedder=embedder)
+    assert (config.index_dir / "pending.json").is_file()
+    if then == "revert":  # the same bytes and times as the live index recorded
+        first.write_bytes(original)
+        os.utime(first, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    if then == "new file deleted":
+        (corpus / "new.txt").unlink()
+    report = update_index(config, progress=False, embedder=embedder)
+    assert report.rebuilt_reason == "" and report.wrote_generation
+    assert not (config.index_dir / "pending.json").exists()
+    _same_as_a_clean_build(config, corpus, tmp_path / "reference", embedder)
+
+
 def test_damage_is_detected_on_both_engines(tmp_path, corpus_copy, embedder):
     for store in ("faiss", "milvus"):
         config = _config(corpus_copy, tmp_path / store, store)
