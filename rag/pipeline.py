@@ -139,7 +139,7 @@ class Answer:
     stages_ms: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     sentences: list[CheckedSentence] = field(default_factory=list)
-    # The exact span that answers (None: abstained, or a why/how question).
+    # The exact span that answers (None: abstained, a why question, or an unsure "how").
     short_answer: ShortAnswer | None = None
     # The reader's best margin over "no answer here" (-inf: nothing was read).
     answerability: float = NOT_READ
