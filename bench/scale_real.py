@@ -65,6 +65,9 @@ QUICK_SIZES = (5_000, 20_000)
 NOISE = 0.02
 # A child process (cold start) taking longer than this is stuck or rebuilding the index.
 CHILD_TIMEOUT_S = 900
+# The question process may take this much longer per question: Milvus Lite at 1M chunks
+# answers in about 1.1 s (exact search), and 2,300 questions ran past a fixed 45 minutes.
+CHILD_SECONDS_PER_QUESTION = 3
 # Bump when the generated text changes, so cached corpora are rewritten.
 GENERATOR_VERSION = 1
 # Every figure a measured row carries (the test checks them).
@@ -648,6 +651,8 @@ def question_process(spec_path: str) -> None:
     # An engine's own server (Milvus Lite runs one per .db file) is a child process.
     out["engine_process_rss_mb"] = children_rss_kb(os.getpid()) / 1024
     out.update(time_questions(pipeline, [q.question for q in questions[: spec["latency"]]]))
+    # Kept if the scoring below runs out of time: the figures so far are measured.
+    Path(spec["out"]).write_text(json.dumps(out), encoding="utf-8")
     out.update(score_questions(pipeline, questions))
     import ui.app  # noqa: F401  (the chat's own libraries)
 
@@ -678,10 +683,18 @@ def ask_in_child(
     code = (
         "import sys; from bench.scale_real import question_process; question_process(sys.argv[1])"
     )
-    subprocess.run(
-        [sys.executable, "-c", code, str(path.resolve())], cwd=ROOT, check=True,
-        timeout=CHILD_TIMEOUT_S * 3,
-    )  # fmt: skip
+    timeout = CHILD_TIMEOUT_S * 3 + CHILD_SECONDS_PER_QUESTION * (len(questions) + latency)
+    try:
+        subprocess.run(
+            [sys.executable, "-c", code, str(path.resolve())], cwd=ROOT, check=True,
+            timeout=timeout,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        if not Path(spec["out"]).is_file():
+            raise
+        logger.warning("questions timed out after %.0f s: hit@5 not measured", timeout)
+        partial = json.loads(Path(spec["out"]).read_text(encoding="utf-8"))
+        return {**partial, "questions_note": f"scoring timed out after {timeout:.0f} s"}
     return json.loads(Path(spec["out"]).read_text(encoding="utf-8"))
 
 

@@ -75,3 +75,28 @@ def test_tiny_corpus_builds_through_update_index_and_finds_its_needles(squad, em
     assert row["hit@5"] >= 0.75
     table = scale_real.markdown([row])
     assert table.count("\n") == 3 and "| faiss |" in table
+
+
+def test_a_question_process_that_runs_out_of_time_keeps_its_measured_figures(tmp_path, monkeypatch):
+    """Latency and memory are written before hit@5 scoring; a timeout keeps them."""
+    import json
+    import subprocess
+
+    from eval.queries import Query
+    from index.config import IndexConfig
+
+    def slow_child(command, **kwargs):
+        spec = json.loads(Path(command[-1]).read_text(encoding="utf-8"))
+        if written:
+            Path(spec["out"]).write_text(json.dumps({"question_p50_ms": 12.5}))
+        raise subprocess.TimeoutExpired(command, kwargs["timeout"])
+
+    monkeypatch.setattr(scale_real.subprocess, "run", slow_child)
+    config = IndexConfig(corpus_dir=tmp_path / "c", index_dir=tmp_path / "i")
+    questions = [Query(id="q", question="Who?", answers=("A",), sources=("a.txt",))]
+    written = True
+    row = scale_real.ask_in_child(config, questions, latency=1, memory=1, work=tmp_path / "w")
+    assert row["question_p50_ms"] == 12.5 and "timed out" in row["questions_note"]
+    written = False
+    with pytest.raises(subprocess.TimeoutExpired):
+        scale_real.ask_in_child(config, questions, latency=1, memory=1, work=tmp_path / "w")
