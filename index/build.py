@@ -39,6 +39,7 @@ from index.corpus_index import (
     CURRENT_FILE,
     FORMAT_VERSION,
     MANIFEST_FILE,
+    PENDING_FILE,
     CorpusIndex,
     IndexLoadError,
     IndexNeedsUpgrade,
@@ -550,9 +551,6 @@ def stored_chunks(previous: CorpusIndex | None, sources: list[str]) -> list[Chun
     if previous is None or not sources:
         return []
     return previous.store.fetch(previous.store.ids_of(sources).tolist())
-
-
-PENDING_FILE = "pending.json"
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,8 @@ UPGRADABLE_FORMATS = (2,)
 # from a newer version and is left alone (IndexTooNew).
 OLDER_ANALYZERS = ("snowball-en+stopwords",)
 CURRENT_FILE = "CURRENT"
+# Written by a build before its first store write, removed once it is live (index/build.py).
+PENDING_FILE = "pending.json"
 MANIFEST_FILE = "manifest.json"
 CHUNKS_FILE = "chunks.jsonl"
 
@@ -273,9 +275,9 @@ class CorpusIndex:
         on_pointer_read (tests) runs between reading CURRENT and opening the folder.
         for_update (a build): large segment files are checked by size only and the vectors
         are memory-mapped, since a build reads a few rows of them.
-        interrupted (a build): the generation an interrupted build wrote on top of; a shared
-        store (Milvus) may hold part of that build's writes, so its size is not checked (the
-        build rewrites those documents).
+        interrupted (a build): the generation an interrupted build wrote on top of; a Milvus
+        store may hold part of that build's writes, so its size is not checked (the build
+        rewrites those documents).
         """
         folder = cls._live_folder(config)
         if on_pointer_read is not None:
@@ -329,12 +331,20 @@ class CorpusIndex:
             ) from exc
         expected = manifest.get("chunk_count")
         size = _store_size(store, expected) if for_update else store.size
-        half_written = for_update and interrupted == folder.name
+        # Only a shared store (Milvus) takes a build's writes before the build goes live; the
+        # embedded engine's segments are the generation's own, so a mismatch there is damage.
+        shared = store.engine == "milvus"
+        half_written = shared and for_update and interrupted == folder.name
         if not (stats.chunks == expected and (size == expected or half_written)):
+            # A killed build leaves pending.json: its next run repairs the store in place.
+            fix = (
+                "python -m rag index (an interrupted build left it half-written)"
+                if shared and (Path(config.index_dir) / PENDING_FILE).is_file()
+                else "python -m rag index --rebuild"
+            )
             raise IndexCorrupt(
                 f"index parts disagree: the {store.engine} store holds {size} chunks, "
-                f"the term table {stats.chunks}, the manifest {expected}; "
-                "run: python -m rag index --rebuild"
+                f"the term table {stats.chunks}, the manifest {expected}; run: {fix}"
             )
         return cls(folder=folder, manifest=manifest, store=store, stats=stats, lines=lines)
 
