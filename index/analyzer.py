@@ -196,28 +196,20 @@ class TermStats:
         self.tokens = tokens
         self.df: dict[str, int] = dict(df or {})
 
+    def add(self, token_lists: Iterable[list[str]], *, sign: int = 1) -> None:
+        """Count the chunks' terms in (sign 1) or out (sign -1)."""
+        self.merge(TermStats.of(token_lists), sign=sign)
+
     @classmethod
     def of(cls, token_lists: Iterable[list[str]]) -> TermStats:
         """Statistics of the given chunks' terms."""
-        stats = cls()
-        stats.add(token_lists)
-        return stats
-
-    def add(self, token_lists: Iterable[list[str]], *, sign: int = 1) -> None:
-        """Count the chunks' terms in (sign 1) or out (sign -1)."""
-        counts: Counter[str] = Counter()
+        stats, counts = cls(), Counter()
         for tokens in token_lists:
-            self.chunks += sign
-            self.tokens += sign * len(tokens)
+            stats.chunks += 1
+            stats.tokens += len(tokens)
             counts.update(set(tokens))
-        for term, n in counts.items():
-            left = self.df.get(term, 0) + sign * n
-            if left > 0:
-                self.df[term] = left
-            else:
-                self.df.pop(term, None)
-        if self.chunks < 0 or self.tokens < 0:
-            raise ValueError("term stats went negative: removed chunks that were never added")
+        stats.df = dict(counts)
+        return stats
 
     def merge(self, other: TermStats, *, sign: int = 1) -> None:
         """Count another table's chunks in (sign 1) or out (sign -1)."""
