@@ -148,20 +148,40 @@ def near_duplicate(a: set, b: set, *, threshold: float = 0.5) -> bool:
     return len(a & b) / min(len(a), len(b)) >= threshold
 
 
+class DuplicateFilter:
+    """Keeps each passage that is not a near-duplicate of one kept before it.
+
+    Offered one passage at a time, so a caller fetching candidates in pages shingles and
+    compares each passage once, not once per page.
+    """
+
+    def __init__(self, *, threshold: float = 0.5) -> None:
+        self.threshold = threshold
+        self._kept: list[set] = []
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def offer(self, text: str) -> bool:
+        """True (and the text is kept) when it is not a near-duplicate of a kept one."""
+        sh = shingles(text)
+        if any(near_duplicate(sh, other, threshold=self.threshold) for other in self._kept):
+            return False
+        self._kept.append(sh)
+        return True
+
+
 def collapse_near_duplicates(
     texts: Sequence[str], *, threshold: float = 0.5, limit: int | None = None
 ) -> list[int]:
     """Positions to keep: each text that is not a near-duplicate of an earlier kept one."""
     kept: list[int] = []
-    kept_shingles: list[set] = []
+    seen = DuplicateFilter(threshold=threshold)
     for i, text in enumerate(texts):
         if limit is not None and len(kept) >= limit:
             break
-        sh = shingles(text)
-        if any(near_duplicate(sh, other, threshold=threshold) for other in kept_shingles):
-            continue
-        kept.append(i)
-        kept_shingles.append(sh)
+        if seen.offer(text):
+            kept.append(i)
     return kept
 
 
@@ -283,18 +303,18 @@ class Retriever:
         store = self.index.store
         chunks: list[Chunk] = []
         fused_score: list[float] = []
+        seen = DuplicateFilter()
         # Fetched in pages: collapsing usually keeps top_k of the first 2 * top_k.
         for start in range(0, len(fused), 2 * top_k):
             page = fused[start : start + 2 * top_k]
             fetched = {c.id: c for c in store.fetch([doc for doc, _ in page])}
             for doc, score in page:
-                if doc in fetched:
-                    chunks.append(fetched[doc])
+                chunk = fetched.get(doc)
+                if chunk is not None and len(chunks) < top_k and seen.offer(chunk.search_text):
+                    chunks.append(chunk)
                     fused_score.append(score)
-            keep = collapse_near_duplicates([c.search_text for c in chunks], limit=top_k)
-            if len(keep) >= top_k:
+            if len(chunks) >= top_k:
                 break
-        chunks = [chunks[p] for p in keep]
         ids = np.array([c.id for c in chunks], dtype=np.int64)
         dense = _scores_for(ids, found.dense_ids, found.dense_scores)
         lexical = _scores_for(ids, found.lexical_ids, found.lexical_scores)
@@ -308,11 +328,11 @@ class Retriever:
         bm25_rank = {int(d): r for r, d in enumerate(bm25_ids, start=1)}
         return [
             Hit(
-                chunk=chunk, rank=n, fused_score=float(fused_score[p]),
+                chunk=chunk, rank=n, fused_score=float(fused_score[n - 1]),
                 dense_score=float(dense[n - 1]), bm25_score=float(lexical[n - 1]),
                 dense_rank=dense_rank.get(chunk.id), bm25_rank=bm25_rank.get(chunk.id),
             )
-            for n, (p, chunk) in enumerate(zip(keep, chunks, strict=True), start=1)
+            for n, chunk in enumerate(chunks, start=1)
         ]  # fmt: skip
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rag.followup import needs_context, standalone_query
-from rag.retrieve import collapse_near_duplicates, rrf_fuse
+from rag.retrieve import DuplicateFilter, collapse_near_duplicates, rrf_fuse
 
 
 @pytest.mark.parametrize(
@@ -43,6 +43,16 @@ def test_collapse_near_duplicates():
     ]
     assert collapse_near_duplicates(texts) == [0, 1, 3]
     assert collapse_near_duplicates(texts, limit=2) == [0, 1]
+
+
+def test_duplicate_filter_offered_in_pages_keeps_what_one_pass_keeps():
+    quote = "the cartels were designated foreign terrorist organizations by the state department"
+    texts = [quote, "tariffs on steel", quote + " last month", "tariffs on aluminum", "x"]
+    seen = DuplicateFilter()
+    first_page = [i for i in (0, 1) if seen.offer(texts[i])]
+    second_page = [i for i in (2, 3, 4) if seen.offer(texts[i])]
+    assert first_page + second_page == collapse_near_duplicates(texts) == [0, 1, 3, 4]
+    assert len(seen) == 4
 
 
 @pytest.mark.parametrize(
