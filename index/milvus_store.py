@@ -905,8 +905,17 @@ class MilvusWriter:
         if wanted:
             _note_write(self._key, self.collection)
 
-    def upsert(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
-        """Add chunks with their vectors, replacing any chunk with the same id (idempotent)."""
+    def upsert(
+        self,
+        chunks: Sequence[Chunk],
+        vectors: np.ndarray,
+        *,
+        terms: Sequence[list[str]] | None = None,
+    ) -> None:
+        """Add chunks with their vectors, replacing any chunk with the same id (idempotent).
+
+        terms are not used: Milvus's own analyzer indexes the text.
+        """
         vectors = check_vectors(chunks, vectors)
         if not len(chunks):
             return

@@ -23,6 +23,7 @@ terms' long lists only looked up for the rows that can still reach the top k.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -30,6 +31,7 @@ import sqlite3
 import sys
 import threading
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -59,6 +61,9 @@ EXACT_SUBSET_ROWS = 20_000
 MAX_SEGMENTS = 8
 # A segment with at least this share of its rows deleted is rewritten (merged) by the next build.
 MAX_DELETED_SHARE = 0.3
+# From this many chunks on, a search runs the dense side on a second thread while BM25 runs
+# (FAISS releases the GIL); below it a thread hand-off costs more than it saves.
+PARALLEL_SEARCH_ROWS = 50_000
 _CHUNK_COLUMNS = (
     "id", "source", "title", "date", "start", "end", "text", "search_text", "sentences",
     "n_tokens", "page", "locator", "ocr",
@@ -572,16 +577,25 @@ class EmbeddedStore:
         if k <= 0 or self._size == 0:
             return Candidates(*dense, *lexical)
         allowed_rows = self._allowed_rows(allowed)
+        dense_job = None
         if vector is not None:
             query = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
-            ids, scores = self._merge(
-                s.dense_search(query, k, allowed_rows[i] if allowed_rows else None)
-                for i, s in enumerate(self.segments)
-            )
-            dense = (ids[:k], scores[:k])
+            if text is not None and self._size >= PARALLEL_SEARCH_ROWS:
+                dense_job = _search_thread().submit(self._dense_top, query, k, allowed_rows)
+            else:
+                dense = self._dense_top(query, k, allowed_rows)
         if text is not None:
             lexical = self._lexical_top(text, k, allowed_rows)
+        if dense_job is not None:
+            dense = dense_job.result()
         return Candidates(dense[0], dense[1], lexical[0], lexical[1])
+
+    def _dense_top(self, query: np.ndarray, k: int, allowed_rows) -> tuple[np.ndarray, np.ndarray]:
+        ids, scores = self._merge(
+            s.dense_search(query, k, allowed_rows[i] if allowed_rows else None)
+            for i, s in enumerate(self.segments)
+        )
+        return ids[:k], scores[:k]
 
     def _allowed_rows(self, allowed: np.ndarray | None) -> list[np.ndarray] | None:
         if allowed is None:
@@ -702,9 +716,12 @@ def write_segment(
     vectors: np.ndarray,
     *,
     dense: dict,
-    token_lists: Sequence[list[str]] | None = None,
+    token_lists: Iterable[list[str]] | None = None,
 ) -> dict:
-    """Write chunks as a new segment (staged, fsynced, renamed); its manifest entry."""
+    """Write chunks as a new segment (staged, fsynced, renamed); its manifest entry.
+
+    token_lists: the chunks' analyzer terms in order, when the caller has them.
+    """
     vectors = check_vectors(chunks, vectors)
     name = new_segment_name()
     root = Path(index_dir) / SEGMENTS_FOLDER
@@ -712,7 +729,10 @@ def write_segment(
     staging = root / f".{name}.tmp"
     staging.mkdir()
     try:
-        tokens = token_lists or (analyzer().tokenize(c.search_text) for c in chunks)
+        tokens = (
+            token_lists if token_lists is not None
+            else (analyzer().tokenize(c.search_text) for c in chunks)
+        )  # fmt: skip
         np.save(staging / "ids.npy", np.array([c.id for c in chunks], dtype=np.int64))
         import faiss
 
@@ -790,6 +810,12 @@ def verify_segment(index_dir: Path, item: dict, *, quick: bool = False) -> str |
     return None
 
 
+@functools.cache
+def _search_thread() -> ThreadPoolExecutor:
+    """Workers for the dense side of large searches (two: concurrent questions share them)."""
+    return ThreadPoolExecutor(max_workers=2, thread_name_prefix="dense-search")
+
+
 class SegmentDamaged(ValueError):
     """A segment to merge does not match its checksum."""
 
@@ -805,7 +831,7 @@ class EmbeddedWriter:
         self.items = {i["name"]: i for i in entry.get("segments", [])} if previous else {}
         self.live = {s.name: s.live.copy() for s in self.segments}
         self.dense_for = dense_for
-        self.pending: dict[int, tuple[Chunk, np.ndarray]] = {}
+        self.pending: dict[int, tuple[Chunk, np.ndarray, list[str] | None]] = {}
 
     def delete_documents(self, sources: Sequence[str]) -> None:
         """Mark every live row of these documents deleted, and drop pending ones."""
@@ -817,15 +843,26 @@ class EmbeddedWriter:
             live[segment.rows_of(segment.source_ids(wanted), live)[1]] = False
         self.pending = {i: p for i, p in self.pending.items() if p[0].source not in wanted}
 
-    def upsert(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
-        """Add chunks (replacing live rows with the same ids) to the new segment."""
+    def upsert(
+        self,
+        chunks: Sequence[Chunk],
+        vectors: np.ndarray,
+        *,
+        terms: Sequence[list[str]] | None = None,
+    ) -> None:
+        """Add chunks (replacing live rows with the same ids) to the new segment.
+
+        terms: the chunks' analyzer terms, if the build has them (else tokenized on finish).
+        """
         vectors = check_vectors(chunks, vectors)
+        if terms is not None and len(terms) != len(chunks):
+            raise ValueError(f"{len(terms)} term lists for {len(chunks)} chunks")
         ids = np.array([c.id for c in chunks], dtype=np.int64)
         for segment in self.segments:
             live = self.live[segment.name]
             live[segment.rows_of(ids, live)[1]] = False
-        for chunk, vector in zip(chunks, vectors, strict=True):
-            self.pending[chunk.id] = (chunk, vector)
+        for n, (chunk, vector) in enumerate(zip(chunks, vectors, strict=True)):
+            self.pending[chunk.id] = (chunk, vector, terms[n] if terms is not None else None)
 
     def finish(self, generation: Path) -> StoreState:
         """Write the new segment (with merged ones) and the deleted-row lists of the rest."""
@@ -840,17 +877,26 @@ class EmbeddedWriter:
         kept = [s for s in self.segments if s.name not in merged and self.live[s.name].any()]
         chunks = [p[0] for p in self.pending.values()]
         vectors = [p[1] for p in self.pending.values()]
+        terms = [p[2] for p in self.pending.values()]
         for segment in self.segments:
             if segment.name in merged:
                 rows = np.flatnonzero(self.live[segment.name])
                 found = segment.chunks(segment.ids[rows].tolist())
                 chunks += [found[int(i)] for i in segment.ids[rows]]
                 vectors += list(segment.matrix[rows])
+                terms += [None] * len(rows)
         items = [self.items[s.name] for s in kept]
         if chunks:
             matrix = np.stack(vectors).astype(np.float32)
             dense = self.dense_for(len(chunks))
-            items.append(write_segment(self.index_dir, chunks, matrix, dense=dense))
+            tokenize = analyzer().tokenize
+            token_lists = (
+                t if t is not None else tokenize(c.search_text)
+                for c, t in zip(chunks, terms, strict=True)
+            )
+            items.append(
+                write_segment(self.index_dir, chunks, matrix, dense=dense, token_lists=token_lists)
+            )
         files = []
         for segment in kept:
             dead = np.flatnonzero(~self.live[segment.name]).astype(np.int64)

@@ -188,8 +188,18 @@ class StoreWriter(Protocol):
         """Remove every chunk of these documents (idempotent)."""
         ...
 
-    def upsert(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
-        """Add chunks with their vectors, replacing any chunk with the same id (idempotent)."""
+    def upsert(
+        self,
+        chunks: Sequence[Chunk],
+        vectors: np.ndarray,
+        *,
+        terms: Sequence[list[str]] | None = None,
+    ) -> None:
+        """Add chunks with their vectors, replacing any chunk with the same id (idempotent).
+
+        terms: each chunk's analyzer terms when the build already has them (an engine that
+        keeps its own postings need not tokenize again); engines may ignore them.
+        """
         ...
 
     def finish(self, generation: Path) -> StoreState:

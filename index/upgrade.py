@@ -41,7 +41,7 @@ class _PreparedWriter:
     def delete_documents(self, sources) -> None:
         """Nothing to delete: the upgrade starts from an empty store."""
 
-    def upsert(self, chunks, vectors) -> None:
+    def upsert(self, chunks, vectors, *, terms=None) -> None:
         """The chunks are given at construction."""
 
     def finish(self, generation: Path) -> StoreState:

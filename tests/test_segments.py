@@ -78,13 +78,13 @@ def test_plan_merge(segments, new_rows, merged):
     assert plan_merge(segments, new_rows=new_rows) == merged
 
 
-def _write(tmp_path, store, chunks, vectors, *, delete=()):
+def _write(tmp_path, store, chunks, vectors, *, delete=(), terms=None):
     generation = tmp_path / f"gen{len(list(tmp_path.glob('gen*')))}"
     generation.mkdir()
     entry = {"segments": store.items} if store is not None else {}
     writer = EmbeddedWriter(tmp_path, store, entry=entry, dense_for=lambda rows: {"type": "flat"})
     writer.delete_documents(list(delete))
-    writer.upsert(chunks, vectors)
+    writer.upsert(chunks, vectors, terms=terms)
     state = writer.finish(generation)
     stats = TermStats.of(analyzer().tokenize(c.search_text) for c in chunks)
     opened = EmbeddedStore.open(tmp_path, generation, state.manifest, stats)
@@ -115,6 +115,38 @@ def test_writes_deletes_and_upserts_by_id(tmp_path):
     assert found.lexical_ids.tolist() == [new.id]
     # Three of the first segment's four rows were replaced: it was merged into the new one.
     assert len(second.segments) == 1 and second.segments[0].rows == 3
+
+
+def test_terms_given_to_upsert_build_the_same_postings(tmp_path):
+    chunks = [_chunk(f"doc{i}.txt", t) for i, t in enumerate(TEXTS)]
+    terms = [analyzer().tokenize(c.search_text) for c in chunks]
+    for name in ("given", "own", "bad"):
+        (tmp_path / name).mkdir()
+    given = _write(tmp_path / "given", None, chunks, _vectors(6), terms=terms)
+    own = _write(tmp_path / "own", None, chunks, _vectors(6))
+    for query in ("treaty water", "tunnels 2016", "drink"):
+        a, b = given.search(text=query, vector=None, k=6), own.search(text=query, vector=None, k=6)
+        assert a.lexical_ids.tolist() == b.lexical_ids.tolist()
+        assert a.lexical_scores.tolist() == b.lexical_scores.tolist()
+    with pytest.raises(ValueError, match="2 term lists for 6 chunks"):
+        _write(tmp_path / "bad", None, chunks, _vectors(6), terms=terms[:2])
+
+
+def test_dense_side_on_a_thread_finds_what_one_thread_finds(tmp_path, monkeypatch):
+    import index.segments as segments
+
+    chunks = [_chunk(f"doc{i}.txt", t) for i, t in enumerate(TEXTS)]
+    store = _write(tmp_path, None, chunks, _vectors(6))
+    vector = _vectors(1, seed=3)[0]
+    alone = store.search(text="treaty water rain", vector=vector, k=4)
+    monkeypatch.setattr(segments, "PARALLEL_SEARCH_ROWS", 0)
+    calls = []
+    real = store._dense_top
+    monkeypatch.setattr(store, "_dense_top", lambda *a: calls.append(1) or real(*a))
+    threaded = store.search(text="treaty water rain", vector=vector, k=4)
+    assert calls  # the threaded path ran
+    for field in ("dense_ids", "dense_scores", "lexical_ids", "lexical_scores"):
+        assert getattr(threaded, field).tolist() == getattr(alone, field).tolist()
 
 
 def test_allowed_ids_limit_both_searches(tmp_path):
