@@ -3,7 +3,9 @@
     python -m eval --queries eval/queries/corpus.jsonl --plots eval/reports/
 
 The answerability score is the reader's best margin over "no answer here"; the pipeline
-abstains when it is below `Config.min_answerability` (the threshold), and a question the
+abstains when it is below `Config.min_answerability` (the threshold; between it and
+`Config.unsure_margin` also when the retrieval evidence is weak, which the plots do not
+show: the reported recall and false abstention count every abstention), and a question the
 cheap pre-gate already abstained on is never read: its score is -inf. `write_plots` writes
 <stem>-answerability.png (overlaid histograms, the unread questions in their own leftmost
 "not read" bin, a line at the threshold) and <stem>-abstention-pr.png (the precision-recall

@@ -266,6 +266,8 @@ def describe_config(config: Config, pipeline: Pipeline, *, methods: Sequence[str
         "reader_stop_margin": config.reader_stop_margin,
         "reader_dense_weight": config.reader_dense_weight,
         "min_answerability": config.min_answerability,
+        "unsure_margin": config.unsure_margin,
+        "min_unsure_evidence": config.min_unsure_evidence,
         "mode": pipeline.mode,
     }
 

@@ -195,6 +195,8 @@ def run_abstention(
         "indexed_articles": len(indexed),
         "absent_articles": len(held_out) - len(indexed),
         "min_answerability": config.min_answerability,
+        "unsure_margin": config.unsure_margin,
+        "min_unsure_evidence": config.min_unsure_evidence,
         "min_evidence": config.min_evidence,
         "reader_passages": config.reader_passages,
         "reader_stop_margin": config.reader_stop_margin,

@@ -27,6 +27,7 @@ from index import (
 )
 from rag.config import ABSTAIN_SENTENCE, NO_CONTENT_WARNING, NON_LATIN_WARNING, Config
 from rag.extractive import (
+    Evidence,
     PickedSentence,
     has_content_words,
     is_non_latin,
@@ -44,6 +45,7 @@ from rag.reading import (
     PassageReading,
     ShortAnswer,
     answerability,
+    answers,
     best_reading,
     lead_with_span,
     read_passages,
@@ -390,20 +392,21 @@ class Pipeline:
 
     def _too_weak(
         self, query: str, passages: Sequence[Hit], lexical: Lexicon, warnings: list[str]
-    ) -> bool:
-        """True when the passages cannot answer; says why in warnings when it is the question."""
+    ) -> tuple[bool, Evidence]:
+        """(True when the passages cannot answer, their evidence); warnings say why when it is
+        the question's fault."""
         stuffing = self.config.stuffing_limit
         evidence = measure_evidence(query, passages, lexical, stuffing_limit=stuffing)
         if not has_content_words(query, lexical):
             warnings.append(NO_CONTENT_WARNING)
-            return True
+            return True, evidence
         if is_weak(evidence, min_evidence=self.config.min_evidence):
-            return True
+            return True, evidence
         if is_non_latin(query) and evidence.coverage < self.config.min_coverage_non_latin:
             # MiniLM knows English only: in another script its similarity is no evidence.
             warnings.append(NON_LATIN_WARNING)
-            return True
-        return False
+            return True, evidence
+        return False, evidence
 
     def _read(self, query: str, passages: Sequence[Hit]) -> list[PassageReading]:
         """The reader's spans in the best passages (none without a reader)."""
@@ -503,12 +506,12 @@ class Pipeline:
         )
         passages = result.hits[: self.config.top_k]
         t1 = time.perf_counter()
-        weak = self._too_weak(query, passages, lexical, warnings)
+        weak, evidence = self._too_weak(query, passages, lexical, warnings)
         # MiniLM reads English only: a question in another script is judged by the checks above.
         read = self.reader is not None and not weak and not is_non_latin(query)
         readings = self._read(query, passages) if read else []
         score = answerability(readings)
-        if read and score < self.config.min_answerability:
+        if read and not answers(score, evidence, config=self.config):
             weak = True
         t_read = time.perf_counter()
         timings: dict[str, float] = {}

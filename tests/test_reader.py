@@ -9,11 +9,14 @@ import pytest
 
 from index import Chunk
 from rag.answer_type import AnswerType, expected_type, fits
+from rag.config import Config
+from rag.extractive import Evidence
 from rag.pipeline import Citation
 from rag.reader import Reader, Reading, asks_for_explanation, asks_how, widen_to_words
 from rag.reading import (
     PassageReading,
     answerability,
+    answers,
     citation_holding,
     lead_with_span,
     short_answer_for,
@@ -183,6 +186,30 @@ def test_answerability_is_the_best_margin():
     hit = _hit("Vance was in Eagle Pass.")
     assert answerability([]) == float("-inf")
     assert answerability([_reading(hit, "Vance", -2.0), _reading(hit, "Eagle", 1.5)]) == 1.5
+
+
+@pytest.mark.parametrize(
+    ("margin", "dense", "coverage", "expected"),
+    [
+        (5.0, 0.1, 0.1, True),  # a sure span answers, whatever the evidence
+        (-4.0, 0.3, 0.2, True),  # at unsure_margin: the margin alone decides
+        (-4.1, 0.3, 0.2, False),  # unsure span, weak evidence (0.5 < 0.6)
+        (-4.1, 0.4, 0.2, True),  # unsure span, evidence at min_unsure_evidence
+        (-6.9, 0.7, 0.5, True),
+        (-7.1, 0.9, 0.9, False),  # below min_answerability: never
+        (float("-inf"), 0.9, 0.9, False),
+    ],
+)
+def test_answers_combines_the_margin_with_the_evidence(margin, dense, coverage, expected):
+    config = Config(min_answerability=-7.0, unsure_margin=-4.0, min_unsure_evidence=0.6)
+    assert answers(margin, Evidence(dense, coverage), config=config) is expected
+
+
+def test_unsure_margin_must_lie_above_min_answerability():
+    with pytest.raises(ValueError, match="unsure_margin"):
+        Config(min_answerability=-7.0, unsure_margin=-8.0)
+    with pytest.raises(ValueError, match="min_unsure_evidence"):
+        Config(min_unsure_evidence=3.0)
 
 
 @pytest.fixture(scope="module")
