@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -77,9 +78,22 @@ def open_documents(page, url: str) -> str:
     """Load the page, open the Documents panel, wait for the counts; returns the stats line."""
     page.goto(url)
     page.get_by_text("Documents", exact=True).click()
+    page.locator("#cqa-stats").get_by_text(re.compile(r"\d+ documents")).wait_for(timeout=30_000)
+    return stats_line(page)
+
+
+def stats_line(page, *, timeout_s: float = 30.0) -> str:
+    """The Documents panel's stats line once no update is pending.
+
+    While an update of it is pending Gradio overlays a timer ("0.1s") whose text comes first.
+    """
     stats = page.locator("#cqa-stats")
-    stats.get_by_text(re.compile(r"\d+ documents")).wait_for(timeout=30_000)
-    return stats.inner_text()
+    deadline = time.monotonic() + timeout_s
+    while True:
+        text = stats.inner_text().strip()
+        if re.match(r"\d+ documents", text) or time.monotonic() > deadline:
+            return text
+        page.wait_for_timeout(100)
 
 
 def choose(page, dropdown: str, text: str) -> None:
@@ -104,7 +118,7 @@ def test_remove_on_a_fresh_page_deletes_nothing(browser, served_app, private_pip
     page.locator("#cqa-remove").click()
     library_message(page, "Choose a document to remove.")
     assert corpus_files(private_pipeline) == before
-    assert page.locator("#cqa-stats").inner_text() == stats
+    assert stats_line(page) == stats
 
     target = "003_8bd5a12c37d93380.txt"
     choose(page, "#cqa-remove-choice", target)
@@ -379,7 +393,7 @@ def test_background_indexing_shows_progress_and_can_be_cancelled(
         assert job.wait(60).state == "cancelled" and private_pipeline.index.folder == generation
         assert not page.locator("#cqa-ingest-cancel").is_visible()
         monkeypatch.undo()
-        count = int(page.locator("#cqa-stats").inner_text().split()[0])
+        count = int(stats_line(page).split()[0])
         start_refresh(private_pipeline).wait(120)  # uncancelled: the panel follows by itself
         status.get_by_text("Folder indexed").wait_for(timeout=30_000)
         page.locator("#cqa-stats").get_by_text(f"{count + 1} documents").wait_for(timeout=30_000)
