@@ -7,6 +7,8 @@ their readers cannot hang. Every other file goes to one of `workers` processes; 
 parse runs past `seconds` (or that kills its process) is reported as skipped and its worker
 replaced, and the run goes on. While a reader recognises scanned pages it reports each page,
 and each report extends its deadline by the per-page OCR limit, so a long honest scan is not cut.
+A file's clock starts when its worker says it has begun reading it, so the seconds a freshly
+spawned worker spends importing its readers never count against the first file it is given.
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ from index.progress import NO_CONTROL, BuildControl
 
 logger = logging.getLogger(__name__)
 
+# How long a new worker may take to start and import its readers before its first file's own
+# limit begins; a worker stuck that long is treated like a file that ran out of time.
+WORKER_START_SECONDS = 60.0
+
 
 @dataclass(frozen=True)
 class ParseTask:
@@ -47,6 +53,7 @@ def _worker_main(conn: Connection, limits: ReadLimits) -> None:
         task = conn.recv()
         if task is None:
             return
+        conn.send(("started", None))
         result = loaders.read_document(
             task.path, source=task.source, max_bytes=task.max_bytes, limits=limits
         )
@@ -141,7 +148,8 @@ class ParsePool:
                     worker = self._start()
                     worker.conn.send(task)
                 worker.task = task
-                worker.deadline = time.monotonic() + self._seconds_for(task)
+                # until the worker reports "started", allow for its start-up as well
+                worker.deadline = time.monotonic() + self._seconds_for(task) + WORKER_START_SECONDS
                 busy.append(worker)
             timeout = min(0.5, max(0.0, min(w.deadline for w in busy) - time.monotonic()))
             ready = set(wait([w.conn for w in busy], timeout=timeout))
@@ -184,6 +192,9 @@ class ParsePool:
                     kind, payload = worker.conn.recv()
                     if kind == "done":
                         return kind, payload
+                    if kind == "started":
+                        worker.deadline = time.monotonic() + self._seconds_for(worker.task)
+                        continue
                     page_deadline = time.monotonic() + self.limits.ocr_page_seconds
                     worker.deadline = max(worker.deadline, page_deadline)
             except (EOFError, OSError):

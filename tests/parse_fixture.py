@@ -18,6 +18,7 @@ def misbehaving_worker(conn, limits) -> None:
         task = conn.recv()
         if task is None:
             return
+        conn.send(("started", None))
         name = task.path.name
         if name.startswith("hang"):
             time.sleep(3600)
@@ -31,3 +32,11 @@ def misbehaving_worker(conn, limits) -> None:
             task.path, source=task.source, max_bytes=task.max_bytes, limits=limits
         )
         conn.send(("done", result))
+
+
+def slow_start_worker(conn, limits) -> None:
+    """The real worker loop behind a 2 s start-up, as on a loaded machine importing its readers."""
+    from index.parse_pool import _worker_main
+
+    time.sleep(2.0)
+    _worker_main(conn, limits)

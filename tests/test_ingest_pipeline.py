@@ -19,7 +19,7 @@ from index.extraction import PAGE, ROW, SLIDE, ReadLimits, Segment, hard_groups,
 from index.loaders import RawDocument, Skipped
 from index.parse_pool import ParsePool, ParseTask
 from index.progress import BuildControl, IndexCancelled
-from tests.parse_fixture import misbehaving_worker
+from tests.parse_fixture import misbehaving_worker, slow_start_worker
 from tests.test_reliability_faults import NORTHCOM, assert_answers, small_corpus
 
 # --- locators (pure logic) -------------------------------------------------------------------
@@ -155,7 +155,7 @@ def test_index_stores_every_document_text(tmp_path, embedder):
 # --- worker processes with time limits -------------------------------------------------------
 
 
-def run_pool(tmp_path, names: list[str], *, seconds: float, page_seconds: float = 1.0):
+def run_pool(tmp_path, names: list[str], *, seconds: float, page_seconds: float = 1.0, target=None):
     """Parse files named names with the misbehaving worker; returns source -> result."""
     tasks = []
     for name in names:
@@ -163,7 +163,8 @@ def run_pool(tmp_path, names: list[str], *, seconds: float, page_seconds: float 
         path.write_bytes(b"%PDF-1.4 junk")
         tasks.append(ParseTask(path, name, 1_000_000))
     limits = ReadLimits(ocr_page_seconds=page_seconds)
-    pool = ParsePool(limits=limits, workers=2, seconds=seconds, target=misbehaving_worker)
+    target = target or misbehaving_worker
+    pool = ParsePool(limits=limits, workers=2, seconds=seconds, target=target)
     results: dict = {}
     try:
         pool.run(tasks, on_result=lambda task, result: results.__setitem__(task.source, result))
@@ -183,8 +184,14 @@ def test_hanging_and_crashing_files_are_cut_off_and_the_rest_read(tmp_path):
 
 
 def test_ocr_pages_extend_the_deadline(tmp_path):
-    results = run_pool(tmp_path, ["slowscan.pdf"], seconds=1.0, page_seconds=1.5)
-    assert "longer than" not in results["slowscan.pdf"].reason  # 2.4 s in all, 0.6 s a page
+    # 2.4 s in all (over the 1 s file limit), 0.6 s a page (well under the 3 s page limit)
+    results = run_pool(tmp_path, ["slowscan.pdf"], seconds=1.0, page_seconds=3.0)
+    assert "longer than" not in results["slowscan.pdf"].reason
+
+
+def test_a_workers_start_up_does_not_count_against_its_first_file(tmp_path):
+    results = run_pool(tmp_path, ["a.pdf"], seconds=1.0, target=slow_start_worker)
+    assert "could not extract" in results["a.pdf"].reason  # read, not cut off at 1 s
 
 
 # --- cancellation ----------------------------------------------------------------------------
