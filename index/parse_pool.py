@@ -53,7 +53,7 @@ def _worker_main(conn: Connection, limits: ReadLimits) -> None:
         task = conn.recv()
         if task is None:
             return
-        conn.send(("started", None))
+        conn.send(("started", time.monotonic()))  # system-wide clock: the pool compares it
         result = loaders.read_document(
             task.path, source=task.source, max_bytes=task.max_bytes, limits=limits
         )
@@ -192,9 +192,10 @@ class ParsePool:
                     kind, payload = worker.conn.recv()
                     if kind == "done":
                         return kind, payload
-                    if kind == "started":
-                        worker.deadline = time.monotonic() + self._seconds_for(worker.task)
-                        continue
+                    if kind == "started":  # its clock starts when the worker began
+                        began = min(float(payload), time.monotonic())
+                        worker.deadline = began + self._seconds_for(worker.task)
+                        break  # check this deadline before reading a result sent after it
                     page_deadline = time.monotonic() + self.limits.ocr_page_seconds
                     worker.deadline = max(worker.deadline, page_deadline)
             except (EOFError, OSError):

@@ -18,7 +18,7 @@ def misbehaving_worker(conn, limits) -> None:
         task = conn.recv()
         if task is None:
             return
-        conn.send(("started", None))
+        conn.send(("started", time.monotonic()))
         name = task.path.name
         if name.startswith("hang"):
             time.sleep(3600)
