@@ -365,8 +365,8 @@ def updated_stats(
     """The index's term statistics with the replaced chunks counted out and the added ones in."""
     stats = previous.stats.copy() if previous is not None else TermStats()
     stats.merge(counted_out, sign=-1)
-    tokenize = analyzer().tokenize
-    stats.add(terms if terms is not None else (tokenize(c.search_text) for c in added))
+    # a generator when tokenizing here: a large build does not hold every chunk's terms
+    stats.add(terms if terms is not None else (analyzer().tokenize(c.search_text) for c in added))
     return stats
 
 

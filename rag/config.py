@@ -72,7 +72,7 @@ class Config:
     min_answerability: float = -7.0
     # A margin below unsure_margin answers only when the passages' evidence (dense + coverage,
     # as min_evidence) reaches min_unsure_evidence. Chosen on the seed-1 SQuAD abstention split
-    # (recall 0.483 -> 0.597, false abstention 0.021 -> 0.022) under the constraint of no new
+    # (recall 0.483 -> 0.597, false abstention 0.021 -> 0.021) under the constraint of no new
     # false abstention on eval/queries/corpus.jsonl; -2 or 0 would abstain on a follow-up there.
     unsure_margin: float = -4.0
     min_unsure_evidence: float = 0.6

@@ -6,6 +6,7 @@ python -m pytest tests/test_segments.py -q
 from __future__ import annotations
 
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -140,11 +141,13 @@ def test_dense_side_on_a_thread_finds_what_one_thread_finds(tmp_path, monkeypatc
     vector = _vectors(1, seed=3)[0]
     alone = store.search(text="treaty water rain", vector=vector, k=4)
     monkeypatch.setattr(segments, "PARALLEL_SEARCH_ROWS", 0)
-    calls = []
+    threads = []
     real = store._dense_top
-    monkeypatch.setattr(store, "_dense_top", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(
+        store, "_dense_top", lambda *a: threads.append(threading.current_thread().name) or real(*a)
+    )
     threaded = store.search(text="treaty water rain", vector=vector, k=4)
-    assert calls  # the threaded path ran
+    assert len(threads) == 1 and threads[0].startswith("dense-search")  # not the caller's
     for field in ("dense_ids", "dense_scores", "lexical_ids", "lexical_scores"):
         assert getattr(threaded, field).tolist() == getattr(alone, field).tolist()
 
