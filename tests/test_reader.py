@@ -19,6 +19,7 @@ from rag.reading import (
     answers,
     citation_holding,
     lead_with_span,
+    restates_question,
     short_answer_for,
     span_sentence,
 )
@@ -65,10 +66,17 @@ def test_question_forms(question, explanation, how):
         ("By how much have deaths fallen?", AnswerType.QUANTITY),
         ("How much money did BYD plan to invest?", AnswerType.QUANTITY),
         ("What percentage of fentanyl comes from Mexico?", AnswerType.QUANTITY),
-        ("How long was the exercise?", AnswerType.QUANTITY),
+        ("How long was the exercise?", AnswerType.DURATION),
+        ("How old was he?", AnswerType.QUANTITY),
         ("In what year was he arrested?", AnswerType.YEAR),
         ("On what date did Vance speak?", AnswerType.DATE),
         ("On which day of the week was it held?", AnswerType.DATE),
+        ("In which city was Camarena killed?", AnswerType.NAMED_PLACE),
+        ("What country did BYD pick?", AnswerType.NAMED_PLACE),
+        ("Where did Vance speak?", AnswerType.PLACE),
+        ("In which state was the plant planned?", AnswerType.PLACE),
+        # A state of matter, not a place.
+        ("What state is oxygen shipped in?", None),
         # Left untyped: their answers are as often events, adverbs or phrases.
         ("When did the earliest examples occur?", None),
         ("When declining to announce invasions, what did Vance say?", None),
@@ -97,6 +105,18 @@ def test_expected_answer_type(question, kind):
         (AnswerType.DATE, "Thursday", True),
         (AnswerType.DATE, "mid-September", True),
         (AnswerType.DATE, "three", False),
+        (AnswerType.DURATION, "three-hour", True),
+        (AnswerType.DURATION, "20 minutes", True),
+        (AnswerType.DURATION, "until the end of the Parliament", True),
+        (AnswerType.DURATION, "first time", False),
+        (AnswerType.PLACE, "Eagle Pass, Texas", True),
+        (AnswerType.PLACE, "in the cytoplasm", True),
+        (AnswerType.PLACE, "1985", False),
+        (AnswerType.PLACE, "Jan. 31", False),
+        (AnswerType.PLACE, "March 2025", False),
+        (AnswerType.NAMED_PLACE, "Guadalajara", True),
+        (AnswerType.NAMED_PLACE, "the capital", False),
+        (AnswerType.NAMED_PLACE, "1985", False),
         (None, "anything at all", True),
     ],
 )
@@ -308,6 +328,34 @@ def test_a_span_of_the_wrong_answer_type_is_no_answer(reader):
     assert typed[0].margin == float("-inf") and typed[0].reading.text == ""
     untyped = read_passages(reader, "What are the CIA's drone flights looking for?", [hit])
     assert "fentanyl labs" in untyped[0].reading.text
+
+
+@pytest.mark.parametrize(
+    ("question", "span", "restates"),
+    [
+        ("Which cartels did the administration designate?", "cartels", True),
+        ("Who declined to comment on the call with Hegseth?", "Hegseth", True),
+        ("What was the outcome of the U.S. attacks?", "the attacks", True),
+        ("Which cartels did the administration designate?", "the Sinaloa cartel", False),
+        ("Who declined to comment on the call with Hegseth?", "a spokesman", False),
+        # A choice is answered by one of its own words.
+        ("Were the experiments high-voltage or low-voltage?", "high-voltage", False),
+        # Stop words alone say nothing either way.
+        ("Did Vance say no?", "no", False),
+    ],
+)
+def test_restates_question(question, span, restates):
+    assert restates_question(question, span) is restates
+
+
+def test_a_span_restating_the_question_is_no_answer(reader):
+    from rag.reading import read_passages
+
+    text = "The cartels were designated foreign terrorist organizations in February."
+    question = "Which cartels were designated foreign terrorist organizations?"
+    assert reader.read_one(question, text).text == "cartels"  # what the reader alone gives
+    reading = read_passages(reader, question, [_hit(text)])
+    assert reading[0].margin == float("-inf") and reading[0].reading.text == ""
 
 
 def test_the_reader_keeps_its_span_inside_one_sentence(reader):
