@@ -76,7 +76,7 @@ _MONTHS = (
     "jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec"
 )
 _TIME_WORDS = (
-    "monday|tuesday|wednesday|thursday|friday|saturday|sunday|today|yesterday|tomorrow|"
+    "(mon|tues|wednes|thurs|fri|satur|sun)days?|today|yesterday|tomorrow|"
     "weeks?|months?|years?|decades?|century|centuries|spring|summer|autumn|fall|winter|"
     "morning|evening|night|noon|midnight|ago|later|earlier|before|after|during|since|until|"
     "recently|now|then|soon|era|age|period|reign|war|dynasty"

@@ -117,6 +117,8 @@ def test_expected_answer_type(question, kind):
         (AnswerType.NAMED_PLACE, "Guadalajara", True),
         (AnswerType.NAMED_PLACE, "the capital", False),
         (AnswerType.NAMED_PLACE, "1985", False),
+        # "What day of the week does it take place?" -> "Wednesdays".
+        (AnswerType.DATE, "Wednesdays", True),
         (None, "anything at all", True),
     ],
 )
