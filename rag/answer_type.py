@@ -13,8 +13,9 @@ answers are as often events, adverbs or phrases ("when they improve society", "r
 "voluminous") as dates or figures (measured on held-out SQuAD questions: typing them
 withheld right answers), and so are "who" and "what state": 8% of the gold answers to "who"
 questions of the reader's training articles have no capital ("city council", "a doctor"),
-and a "state" is as often one of matter ("liquid"). The place and duration types reject no
-gold answer of those articles (260 and 41 questions).
+and a "state" is as often one of matter ("liquid"). The place, named-place and duration types
+reject no gold answer of those articles (222, 70 and 41 questions) nor of the held-out ones
+(211, 37 and 29).
 """
 
 from __future__ import annotations

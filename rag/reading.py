@@ -108,24 +108,29 @@ def _states_numbers(hit: Hit, numbers: set[str]) -> bool:
 _CHOICE = re.compile(r"\bor\b", re.I)
 
 
-def restates_question(question: str, span: str) -> bool:
-    """True when every term of the span is already in the question, so it tells nothing new.
+def restatable_terms(question: str) -> frozenset[str]:
+    """The question's terms a span may not consist of alone (none for a choice question).
 
     "What was the outcome of the U.S. attacks ...?" is not answered by "attacks". A choice
     between two things ("high-voltage or low-voltage?") is answered by one of its own words,
     so it is exempt. On the questions of the reader's training articles, 0.4% of gold answers
     restate their question (24 of 5,626), most of them about terms ("randomized algorithms").
     """
+    if _CHOICE.search(question):
+        return frozenset()
+    return frozenset(analyzer().tokenize(question))
+
+
+def restates_question(span: str, question_terms: frozenset[str]) -> bool:
+    """True when every term of the span is among the question's (restatable_terms)."""
     terms = set(analyzer().tokenize(span))
-    if not terms or _CHOICE.search(question):
-        return False
-    return terms <= set(analyzer().tokenize(question))
+    return bool(terms) and terms <= question_terms
 
 
-def _usable(hit: Hit, reading: Reading, question: str) -> bool:
+def _usable(hit: Hit, reading: Reading, question_terms: frozenset[str]) -> bool:
     """A span inside hostile text (addressed to an AI), an empty one, or one restating the
     question answers nothing."""
-    if reading.end <= reading.start or restates_question(question, reading.text):
+    if reading.end <= reading.start or restates_question(reading.text, question_terms):
         return False
     return not any(
         reading.start < e and s < reading.end for s, e, _ in flagged_spans(hit.chunk.text)
@@ -173,6 +178,7 @@ def read_passages(
     question = reader_question(question)
     numbers = question_numbers(question)
     kind = expected_type(question)
+    question_terms = restatable_terms(question)
     out = []
     for hit in hits:
         if out and out[-1].margin >= stop_at:
@@ -183,7 +189,7 @@ def read_passages(
         reading = reader.read_one(
             question, hit.chunk.text, sentences=passage_sentences(hit), kind=kind
         )
-        if not _usable(hit, reading, question):
+        if not _usable(hit, reading, question_terms):
             reading = Reading(0, 0, "", NOT_READ, reading.null_score)
         out.append(PassageReading(hit, reading))
     return out

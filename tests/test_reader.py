@@ -19,6 +19,7 @@ from rag.reading import (
     answers,
     citation_holding,
     lead_with_span,
+    restatable_terms,
     restates_question,
     short_answer_for,
     span_sentence,
@@ -347,7 +348,7 @@ def test_a_span_of_the_wrong_answer_type_is_no_answer(reader):
     ],
 )
 def test_restates_question(question, span, restates):
-    assert restates_question(question, span) is restates
+    assert restates_question(span, restatable_terms(question)) is restates
 
 
 def test_a_span_restating_the_question_is_no_answer(reader):
