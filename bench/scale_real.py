@@ -25,12 +25,14 @@ BENCHMARKS.md is printed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
 import os
 import random
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -55,6 +57,7 @@ DEFAULT_SQUAD = ROOT.parent / "shared" / "data" / "squad-dev-v1.1.json"
 DATA = Path("data/bench/real")
 RESULTS = Path("bench/results")
 ENGINES = ("faiss", "milvus")
+SERVED_LITE = "milvus (Lite served)"  # the row label of --milvus-lite-server
 QUICK_SIZES = (5_000, 20_000)
 # Noise (sigma per dimension) on composed vectors. A mean of sentence vectors is smoother than
 # the model's vector of the chunk and sits closer to every question on its topic. Measured on
@@ -1024,6 +1027,18 @@ def plot(rows: Sequence[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def lite_server(data_dir: Path, target: int):
+    """A Milvus Lite file of this size served on a free local port (index.milvus_serve)."""
+    from index.milvus_serve import LiteServer
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    folder = data_dir / "lite-served"
+    folder.mkdir(parents=True, exist_ok=True)
+    return LiteServer(folder / f"served-{target}.db", port=port)
+
+
 def merge_rows(old: Sequence[dict], new: Sequence[dict]) -> list[dict]:
     """Rows of an earlier run with those measured again replaced (key: engine, size)."""
     fresh = {(r["engine"], r["chunks_target"]) for r in new}
@@ -1190,15 +1205,23 @@ def run(args: argparse.Namespace) -> dict:
                     copies)  # fmt: skip
         for engine in args.stores:
             size_started = time.perf_counter()
+            served = engine == "milvus" and args.milvus_lite_server
             try:
-                row = measure(
-                    engine, corpus, target=target, recorded=prepared.recorded,
-                    base=prepared.base, questions=prepared.questions,
-                    latency_questions=args.latency_questions,
-                    memory_questions=args.memory_questions, store_flag=store_flag,
-                    data_dir=data_dir, milvus_uri=args.milvus_uri, progress=not args.quiet,
-                    reuse=args.reuse_index,
-                )  # fmt: skip
+                with lite_server(data_dir, target) if served else contextlib.nullcontext() as lite:
+                    row = measure(
+                        engine, corpus, target=target, recorded=prepared.recorded,
+                        base=prepared.base, questions=prepared.questions,
+                        latency_questions=args.latency_questions,
+                        memory_questions=args.memory_questions, store_flag=store_flag,
+                        data_dir=data_dir, milvus_uri=lite.uri if lite else args.milvus_uri,
+                        progress=not args.quiet, reuse=args.reuse_index,
+                    )  # fmt: skip
+                    if lite is not None:
+                        # The served core is no child of the chat: its memory is read here.
+                        row["engine_process_rss_mb"] = (
+                            status_kb("VmRSS", f"/proc/{lite.pid}/status") / 1024
+                        )
+                        row["engine"] = SERVED_LITE
             except Exception as exc:  # one engine failing must not lose the others' figures
                 logger.exception("[%s %d] failed", engine, target)
                 row = {"engine": engine, "chunks_target": target, "error": f"failed: {exc}"}
@@ -1263,6 +1286,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunks-per-file", type=float, default=10.0)
     parser.add_argument("--noise", type=float, default=NOISE, help="sigma per dimension")
     parser.add_argument("--milvus-uri", default="", help="default: a Milvus Lite file per index")
+    parser.add_argument(
+        "--milvus-lite-server", action="store_true",
+        help="serve each Milvus Lite file on a port (rag milvus-lite) and connect by URI",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--reuse-index", action="store_true",

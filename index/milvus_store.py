@@ -22,6 +22,9 @@ Facts about pymilvus 2.5 and milvus-lite 2.5.1 this module is built around:
 - Lite serves one process per .db file. A second process is refused, but the refusal deletes
   Lite's lock file, so a third one gets in and two servers share the file. This module holds
   its own lock beside the file (never deleted) and refuses early with `MilvusLiteBusy`.
+  Served on a port (`index.milvus_serve`), one Lite core serves every process by URI and
+  keeps collections loaded; it answers GetVersion with UNIMPLEMENTED, which is how a URI is
+  known to lead to Lite (FLAT only).
 - pymilvus shares one connection per (uri, token) in a process and closing any client closes
   it, so clients are shared here, counted, and closed with their last user.
 - BM25 on a collection that never held a row fails ("NaN or Inf value"); an id repeated
@@ -166,6 +169,8 @@ class _Connection:
     lite_path: Path | None
     lock: IO[str] | None
     users: int = 0
+    # Milvus Lite behind the URI: opened as a file, or served (index.milvus_serve).
+    lite: bool = False
 
 
 _CONNECTIONS: dict[tuple[str, str], _Connection] = {}
@@ -215,7 +220,7 @@ def _connection_key(uri: str, token: str) -> tuple[str, str]:
     return uri.rstrip("/"), token
 
 
-def _lock_lite(path: Path) -> IO[str]:
+def lock_lite(path: Path) -> IO[str]:
     """Hold this module's lock on a Lite file, or MilvusLiteBusy."""
     import fcntl
 
@@ -227,7 +232,8 @@ def _lock_lite(path: Path) -> IO[str]:
         handle.close()
         raise MilvusLiteBusy(
             f"{path} is open in another process (Milvus Lite serves one process per file); "
-            "close it, or use a Milvus server (http://host:19530) for concurrent access"
+            "close it, or serve the file to several processes (python -m rag milvus-lite --db "
+            "FILE, then --milvus-uri http://127.0.0.1:19530), or use a Milvus server"
         ) from None
     return handle
 
@@ -286,7 +292,7 @@ def _acquire(uri: str, token: str) -> tuple[tuple[str, str], Any]:
                 raise ValueError(
                     f"folder of the Milvus Lite file does not exist: {lite_path.parent}"
                 )
-            lock = _lock_lite(lite_path) if lite_path is not None else None
+            lock = lock_lite(lite_path) if lite_path is not None else None
             try:
                 if lite_path is not None:
                     _wait_for_lite_exit(lite_path)
@@ -295,9 +301,36 @@ def _acquire(uri: str, token: str) -> tuple[tuple[str, str], Any]:
                 if lock is not None:
                     lock.close()
                 raise
-            conn = _CONNECTIONS[key] = _Connection(client=client, lite_path=lite_path, lock=lock)
+            lite = lite_path is not None or _serves_lite(client)
+            conn = _CONNECTIONS[key] = _Connection(
+                client=client, lite_path=lite_path, lock=lock, lite=lite
+            )
         conn.users += 1
         return key, conn.client
+
+
+def _serves_lite(client: Any) -> bool:
+    """Whether a server URI leads to Milvus Lite served on a port (it has no GetVersion).
+
+    Lite refuses HNSW, so an index built there gets FLAT like a Lite file.
+    """
+    quiet = logging.getLogger("pymilvus.decorators")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)  # pymilvus logs the refusal as an error
+    try:
+        client.get_server_version(timeout=REQUEST_TIMEOUT_S)
+    except Exception as exc:  # grpc's and pymilvus's own types
+        return "UNIMPLEMENTED" in str(exc).upper()
+    finally:
+        quiet.setLevel(level)
+    return False
+
+
+def is_lite(key: tuple[str, str]) -> bool:
+    """Whether the open connection of key is to Milvus Lite (a file, or served)."""
+    with _CONNECTIONS_LOCK:
+        conn = _CONNECTIONS.get(key)
+        return conn is not None and conn.lite
 
 
 def _release(key: tuple[str, str]) -> None:
@@ -643,7 +676,7 @@ class MilvusStore:
             raise
         return cls(
             key=key, client=client, collection=collection, dimension=dimension,
-            dense_index=kind, lite=is_lite_uri(uri),
+            dense_index=kind, lite=is_lite(key),
         )  # fmt: skip
 
     def load(self) -> None:
@@ -858,7 +891,7 @@ class MilvusWriter:
                 client,
                 collection,
                 dimension=dimension,
-                lite=is_lite_uri(uri),
+                lite=is_lite(key),
                 expected_chunks=expected_chunks,
             )
         except BaseException:
@@ -866,7 +899,7 @@ class MilvusWriter:
             raise
         return cls(
             key=key, client=client, collection=collection, dimension=dimension,
-            lite=is_lite_uri(uri),
+            lite=is_lite(key),
         )  # fmt: skip
 
     @staticmethod

@@ -6,6 +6,7 @@
                      [--history Q ...] [--model FILE.gguf] [--n-ctx N] [--threads N]
                      [--collection NAME] [--file PATH ...] [--folder DIR ...]
     python -m rag collections                              # name, corpus folder, documents
+    python -m rag milvus-lite --db data/milvus.db [--port 19530]  # serve Lite to several processes
 
 Environment (read here only): RAG_CORPUS, RAG_INDEX, RAG_MODEL, RAG_STORE, RAG_MILVUS_URI,
 RAG_MILVUS_TOKEN (rag/store_options.py), RAG_DATA (the folder holding
@@ -21,6 +22,7 @@ import dataclasses
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -265,6 +267,37 @@ def cmd_collections(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_milvus_lite(args: argparse.Namespace) -> int:
+    """`rag milvus-lite`: serve a Milvus Lite file on a port until interrupted."""
+    from index.milvus_serve import LiteServer
+
+    server = LiteServer(Path(args.db), host=args.host, port=args.port)
+
+    def stop(signum, frame):  # SIGTERM and SIGHUP end the server as Ctrl-C does
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, stop)
+    try:
+        server.start()
+    except RuntimeError as exc:  # the binary exited or never listened
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    with server:
+        sys.stdout.write(
+            f"Milvus Lite serving {server.db} at {server.uri}\n"
+            f"use: --store milvus --milvus-uri {server.uri} (rag index, rag ask, python -m ui, "
+            "python -m eval); Ctrl-C stops it\n"
+        )
+        sys.stdout.flush()
+        try:
+            code = server.wait()
+        except KeyboardInterrupt:
+            return 0
+    sys.stderr.write(f"error: Milvus Lite exited with status {code}\n")
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m rag`."""
     parser = argparse.ArgumentParser(prog="python -m rag", description=__doc__.split("\n")[0])
@@ -314,6 +347,15 @@ def main(argv: list[str] | None = None) -> int:
     p_list.add_argument("-q", "--quiet", action="store_true", help="no log lines")
     p_list.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p_list.set_defaults(func=cmd_collections)
+    p_lite = sub.add_parser(
+        "milvus-lite", help="serve a Milvus Lite file on a port, for several processes at once"
+    )
+    p_lite.add_argument("--db", required=True, help="the Milvus Lite file (.db)")
+    p_lite.add_argument("--host", default="127.0.0.1", help="address to listen on (no auth!)")
+    p_lite.add_argument("--port", type=int, default=19530)
+    p_lite.add_argument("-q", "--quiet", action="store_true", help="no log lines")
+    p_lite.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p_lite.set_defaults(func=cmd_milvus_lite)
     args = parser.parse_args(argv)
     configure_logging(
         logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO

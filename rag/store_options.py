@@ -12,8 +12,10 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 from index.config import STORE_ENGINES
+from index.milvus_serve import is_loopback
 
 logger = logging.getLogger(__name__)
 
@@ -43,9 +45,11 @@ def store_settings(args: argparse.Namespace, env: Mapping[str, str]) -> dict:
 def remote_store_notice(settings: dict) -> str:
     """A line to show at start when the documents' text is kept off this machine, else ''."""
     uri = settings.get("milvus_uri", "")
-    if settings.get("store") == "milvus" and uri.startswith(("http://", "https://")):
-        return (
-            f"the index (documents' text included) is kept by the Milvus server at {uri}, "
-            "not on this machine"
-        )
-    return ""
+    if settings.get("store") != "milvus" or not uri.startswith(("http://", "https://")):
+        return ""
+    if is_loopback(urlsplit(uri).hostname or ""):
+        return ""  # a server on this machine (rag milvus-lite, or a local Docker Milvus)
+    return (
+        f"the index (documents' text included) is kept by the Milvus server at {uri}, "
+        "not on this machine"
+    )

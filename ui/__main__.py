@@ -18,7 +18,6 @@ has a collection selector and /v1 a model per collection.
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import logging
 import os
 import sys
@@ -27,6 +26,7 @@ from pathlib import Path
 
 from index import IndexConfig, IndexLoadError, OnnxExportError
 from index.config import DEFAULT_EMBEDDING_BACKEND, EMBEDDING_BACKENDS
+from index.milvus_serve import is_loopback
 from rag import Config
 from rag.llm import find_model
 from rag.logs import configure_logging, error_line
@@ -34,16 +34,6 @@ from rag.pipeline import open_pipeline
 from rag.store_options import add_store_options, remote_store_notice, store_settings
 
 logger = logging.getLogger("ui")
-
-
-def is_loopback(host: str) -> bool:
-    """True for 127.0.0.0/8, ::1 and localhost."""
-    if host in ("localhost", "localhost.localdomain"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def resolve_auth(host: str, env: dict) -> tuple[str, str] | None:
