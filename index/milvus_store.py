@@ -36,9 +36,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import sys
 import threading
 import time
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +48,7 @@ from typing import IO, Any, TypeVar
 
 import numpy as np
 
+from index.analyzer import analyzer
 from index.corpus_index import IndexLoadError, IndexProtected
 from index.store import (
     Candidates,
@@ -81,6 +84,9 @@ MIN_DIMENSION, MAX_DIMENSION = 2, 32_768  # a Milvus server's bounds on FLOAT_VE
 MAX_TOPK = 16_384  # Milvus's bound on a search's limit and on a query's limit
 UPSERT_BATCH = 1_000  # rows per upsert request
 ID_BATCH = 1_000  # ids per `id in [...]` query (fetch, vectors, lexical_scores)
+# Chunks a read store keeps after fetching them (about 5 MB with their terms): a question's
+# stuffing check reads its BM25 candidates, then its passages are read among them again.
+CHUNK_CACHE_SIZE = 4_096
 SOURCE_BATCH = 100  # sources per `source in [...]` filter (delete, ids_of)
 ITERATOR_BATCH = 4_096  # rows per page of a query iterator
 # An allowed set up to this many ids is one `id in [...]` filter (about 7 bytes an id; Lite
@@ -629,6 +635,67 @@ def _unique_ids(ids: Sequence[int]) -> list[int]:
 # --- read side ---------------------------------------------------------------------------
 
 
+class ChunkCache:
+    """The chunks a store read last, by id, with their analyzer terms once computed.
+
+    A chunk id hashes the chunk's document, span and texts, so a cached chunk is never out of
+    date; only its removal could be missed, so the cache empties whenever a writer of this
+    process has written (`sync`). Another process's update changes the index's manifest, and
+    the chat then opens a new store. Thread-safe: the chat answers several questions at once.
+    """
+
+    def __init__(self, size: int = CHUNK_CACHE_SIZE) -> None:
+        if size < 0:
+            raise ValueError(f"cache size must be >= 0, got {size}")
+        self._size = size
+        self._items: OrderedDict[int, tuple[Chunk, tuple[str, ...] | None]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._writes: int | None = None
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def sync(self, writes: int) -> None:
+        """Empty the cache if this process wrote since it was last synced."""
+        with self._lock:
+            if writes != self._writes:
+                self._items.clear()
+                self._writes = writes
+
+    def chunks(self, ids: Iterable[int]) -> dict[int, Chunk]:
+        """The cached chunks among ids."""
+        with self._lock:
+            found = {}
+            for i in ids:
+                item = self._items.get(i)
+                if item is not None:
+                    self._items.move_to_end(i)
+                    found[i] = item[0]
+            return found
+
+    def add(self, chunks: Iterable[Chunk]) -> None:
+        """Keep these chunks (the oldest go past the size)."""
+        with self._lock:
+            for chunk in chunks:
+                old = self._items.get(chunk.id)
+                self._items[chunk.id] = (chunk, old[1] if old else None)
+                self._items.move_to_end(chunk.id)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+    def terms(self, chunk: Chunk, tokenize: Callable[[str], list[str]]) -> tuple[str, ...]:
+        """The analyzer terms of the chunk's searchable text (computed once while cached)."""
+        with self._lock:
+            item = self._items.get(chunk.id)
+            if item is not None and item[1] is not None:
+                return item[1]
+        terms = tuple(sys.intern(t) for t in tokenize(chunk.search_text))
+        with self._lock:
+            if chunk.id in self._items:
+                self._items[chunk.id] = (chunk, terms)
+        return terms
+
+
 class MilvusStore:
     """A Milvus collection as a ChunkStore: candidate search and chunks by id."""
 
@@ -653,6 +720,7 @@ class MilvusStore:
         self._loaded = False
         self._size: tuple[int, int] | None = None  # (write count when counted, rows)
         self._closed = False
+        self._cache = ChunkCache()
 
     @classmethod
     def open(cls, *, uri: str, token: str = "", collection: str) -> MilvusStore:
@@ -792,8 +860,15 @@ class MilvusStore:
 
     def fetch(self, ids: Sequence[int]) -> list[Chunk]:
         """The chunks with these ids, in the order asked; ids no longer stored are left out."""
-        rows = self._rows(ids, CHUNK_FIELDS)
-        return [_chunk(rows[int(i)]) for i in ids if int(i) in rows]
+        self._cache.sync(_WRITES.get((self._key, self.collection), 0))
+        wanted = [int(i) for i in ids]
+        found = self._cache.chunks(wanted)
+        missing = [i for i in wanted if i not in found]
+        if missing:
+            read = [_chunk(row) for row in self._rows(missing, CHUNK_FIELDS).values()]
+            self._cache.add(read)
+            found.update((c.id, c) for c in read)
+        return [found[i] for i in wanted if i in found]
 
     def vectors(self, ids: Sequence[int]) -> np.ndarray:
         """Stored unit vectors of these ids, rows in the order asked; KeyError for an unknown id."""
@@ -824,8 +899,12 @@ class MilvusStore:
 
     def query_term_counts(self, text: str, ids: Sequence[int]) -> TermCounts:
         """Per id: length in analyzer terms and occurrences of text's terms (from its text)."""
-        chunks = {c.id: c.search_text for c in self.fetch(ids)}
-        return TermCounts.of_texts([chunks.get(int(i), "") for i in ids], text)
+        tokenize = analyzer().tokenize
+        chunks = {c.id: c for c in self.fetch(ids)}
+        terms = [
+            self._cache.terms(chunks[int(i)], tokenize) if int(i) in chunks else () for i in ids
+        ]
+        return TermCounts.of_terms(terms, text)
 
     def ids_of(self, sources: Iterable[str]) -> np.ndarray:
         """Sorted chunk ids of the documents with these sources."""

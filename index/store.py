@@ -105,10 +105,16 @@ class TermCounts:
         from index.analyzer import analyzer
 
         tokenize = analyzer().tokenize
-        terms = set(tokenize(query))
-        counts = cls.zeros(len(texts))
-        for i, text in enumerate(texts):
-            tokens = tokenize(text)
+        return cls.of_terms([tokenize(text) for text in texts], query)
+
+    @classmethod
+    def of_terms(cls, term_lists: Sequence[Sequence[str]], query: str) -> TermCounts:
+        """Counts of texts already tokenized by the index's analyzer."""
+        from index.analyzer import analyzer
+
+        terms = set(analyzer().tokenize(query))
+        counts = cls.zeros(len(term_lists))
+        for i, tokens in enumerate(term_lists):
             hits = Counter(t for t in tokens if t in terms)
             counts.lengths[i] = len(tokens)
             counts.occurrences[i] = sum(hits.values())

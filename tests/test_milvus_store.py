@@ -18,13 +18,14 @@ pytest.importorskip("milvus_lite")
 from index import milvus_store  # noqa: E402
 from index.corpus_index import Chunk  # noqa: E402
 from index.milvus_store import (  # noqa: E402
+    ChunkCache,
     CollectionNotFound,
     MilvusStore,
     MilvusWriter,
     collection_name,
     is_lite_uri,
 )
-from index.store import chunk_id  # noqa: E402
+from index.store import TermCounts, chunk_id  # noqa: E402
 
 DIM = 8
 COLLECTION = "corpusqa_test"
@@ -110,6 +111,45 @@ def test_fetch_and_vectors_round_trip(built):
     with pytest.raises(KeyError, match="12345"):
         store.vectors([chunks[0].id, 12345])
     assert store.size == len(chunks)
+
+
+def test_term_counts_match_the_texts_cached_or_not(built):
+    store, chunks, _ = built
+    ids = [chunks[4].id, 999, chunks[0].id, chunks[1].id]
+    texts = [chunks[4].search_text, "", chunks[0].search_text, chunks[1].search_text]
+    want = TermCounts.of_texts(texts, "running dogs run")
+    for _ in range(2):  # the second time from the store's cache
+        got = store.query_term_counts("running dogs run", ids)
+        for field in ("lengths", "occurrences", "distinct"):
+            np.testing.assert_array_equal(getattr(got, field), getattr(want, field))
+    assert want.occurrences[2] > 0
+
+
+def test_chunk_cache_keeps_the_most_recently_used():
+    chunks, _ = corpus()
+    cache = ChunkCache(size=3)
+    cache.sync(0)
+    cache.add(chunks[:3])
+    assert set(cache.chunks([chunks[0].id])) == {chunks[0].id}  # 0 is now the most recent
+    cache.add([chunks[3]])
+    assert set(cache.chunks(c.id for c in chunks)) == {c.id for c in (chunks[0], *chunks[2:4])}
+    assert cache.terms(chunks[2], str.split) == tuple(chunks[2].search_text.split())
+    assert cache.terms(chunks[2], lambda text: []) == tuple(chunks[2].search_text.split())
+    assert cache.terms(chunks[1], str.split) == tuple(chunks[1].search_text.split())
+    assert len(cache) == 3  # terms of an evicted chunk are computed, not stored
+
+
+def test_chunk_cache_empties_when_this_process_wrote():
+    chunks, _ = corpus()
+    cache = ChunkCache(size=10)
+    cache.sync(1)
+    cache.add(chunks[:2])
+    cache.sync(1)
+    assert len(cache.chunks([chunks[0].id, chunks[1].id])) == 2
+    cache.sync(2)
+    assert cache.chunks([chunks[0].id, chunks[1].id]) == {}
+    with pytest.raises(ValueError, match="cache size"):
+        ChunkCache(size=-1)
 
 
 def test_dense_search_matches_numpy(built):
@@ -211,6 +251,7 @@ def test_delete_documents_removes_exactly_those(uri, tmp_path):
     store = MilvusStore.open(uri=uri, collection=COLLECTION)
     try:
         assert store.size == len(chunks)
+        assert store.fetch([c.id for c in chunks]) == chunks  # now cached by the store
         writer = MilvusWriter.create(
             uri=uri, collection=COLLECTION, dimension=DIM, expected_chunks=0
         )
