@@ -842,12 +842,14 @@ def measure(
     milvus_uri: str = "",
     progress: bool = True,
     reuse: bool = False,
+    served: bool = False,
 ) -> dict:
     """Every figure for one engine at one size (the index is built from scratch, unless
     reuse and it exists: then its build figures are those of the run that built it)."""
     # Other jobs on the machine slow everything down: the load average says when they ran.
     row: dict = {"engine": engine, "chunks_target": target, "load_avg_start": os.getloadavg()[0]}
-    index_dir = data_dir / f"index-{engine}-{target}"
+    # A served run's collection lives in its own .db: it never reuses a file run's index.
+    index_dir = data_dir / f"index-{engine}{'-served' if served else ''}-{target}"
     settings = engine_settings(engine, index_dir, milvus_uri)
     if settings is None:
         logger.info("milvus: engine not available (IndexConfig has no store field)")
@@ -1214,7 +1216,7 @@ def run(args: argparse.Namespace) -> dict:
                         latency_questions=args.latency_questions,
                         memory_questions=args.memory_questions, store_flag=store_flag,
                         data_dir=data_dir, milvus_uri=lite.uri if lite else args.milvus_uri,
-                        progress=not args.quiet, reuse=args.reuse_index,
+                        progress=not args.quiet, reuse=args.reuse_index, served=served,
                     )  # fmt: skip
                     if lite is not None:
                         # The served core is no child of the chat: its memory is read here.
