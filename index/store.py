@@ -100,16 +100,8 @@ class TermCounts:
         return cls(*(np.zeros(n, dtype=np.int64) for _ in range(3)))
 
     @classmethod
-    def of_texts(cls, texts: Sequence[str], query: str) -> TermCounts:
-        """Counts computed by tokenizing the texts (engines without postings)."""
-        from index.analyzer import analyzer
-
-        tokenize = analyzer().tokenize
-        return cls.of_terms([tokenize(text) for text in texts], query)
-
-    @classmethod
     def of_terms(cls, term_lists: Sequence[Sequence[str]], query: str) -> TermCounts:
-        """Counts of texts already tokenized by the index's analyzer."""
+        """Counts of texts tokenized by the index's analyzer (engines without postings)."""
         from index.analyzer import analyzer
 
         terms = set(analyzer().tokenize(query))

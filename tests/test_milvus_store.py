@@ -16,6 +16,7 @@ pytest.importorskip("pymilvus")
 pytest.importorskip("milvus_lite")
 
 from index import milvus_store  # noqa: E402
+from index.analyzer import analyzer  # noqa: E402
 from index.corpus_index import Chunk  # noqa: E402
 from index.milvus_store import (  # noqa: E402
     ChunkCache,
@@ -113,16 +114,25 @@ def test_fetch_and_vectors_round_trip(built):
     assert store.size == len(chunks)
 
 
-def test_term_counts_match_the_texts_cached_or_not(built):
+def test_term_counts_match_the_texts_then_come_from_the_cache(built, monkeypatch):
     store, chunks, _ = built
+    monkeypatch.setattr(store, "_cache", ChunkCache())  # the shared store's reads so far
+    reads = []
+    query = store._client.query
+    monkeypatch.setattr(
+        store._client, "query", lambda *a, **k: reads.append(k["filter"]) or query(*a, **k)
+    )
     ids = [chunks[4].id, 999, chunks[0].id, chunks[1].id]
-    texts = [chunks[4].search_text, "", chunks[0].search_text, chunks[1].search_text]
-    want = TermCounts.of_texts(texts, "running dogs run")
-    for _ in range(2):  # the second time from the store's cache
+    terms = [analyzer().tokenize(chunks[i].search_text) for i in (4, 0, 1)]
+    want = TermCounts.of_terms([terms[0], [], *terms[1:]], "running dogs run")
+    assert want.occurrences[2] > 0
+    for _ in range(2):
         got = store.query_term_counts("running dogs run", ids)
         for field in ("lengths", "occurrences", "distinct"):
             np.testing.assert_array_equal(getattr(got, field), getattr(want, field))
-    assert want.occurrences[2] > 0
+    # The second time only the unknown id is asked for again: the rest come from the cache.
+    assert len(reads) == 2 and str(chunks[0].id) in reads[0]
+    assert reads[1] == "id in [999]"
 
 
 def test_chunk_cache_keeps_the_most_recently_used():

@@ -228,6 +228,7 @@ def test_maxscore_top_rows_equal_scoring_every_row(seed):
 
 
 def test_query_term_counts_equal_tokenized_counts(tmp_path):
+    from index.analyzer import analyzer
     from index.store import TermCounts
 
     texts = [*TEXTS, "water water water treaty water", "rain rain rain"]
@@ -236,7 +237,8 @@ def test_query_term_counts_equal_tokenized_counts(tmp_path):
     ids = [c.id for c in chunks][::-1] + [12345]
     for query in ["water treaty", "rain in Spain", "nothing here"]:
         got = store.query_term_counts(query, ids)
-        want = TermCounts.of_texts([c.search_text for c in chunks][::-1] + [""], query)
+        terms = [analyzer().tokenize(c.search_text) for c in chunks][::-1] + [[]]
+        want = TermCounts.of_terms(terms, query)
         for field in ("lengths", "occurrences", "distinct"):
             assert getattr(got, field).tolist() == getattr(want, field).tolist(), (query, field)
 
