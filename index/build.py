@@ -46,8 +46,8 @@ from index.corpus_index import (
     IndexNotFound,
     IndexProtected,
     current_generation,
-    manifest_checksum,
     read_manifest,
+    seal_manifest_text,
     verify_files,
     verify_store_files,
 )
@@ -754,13 +754,15 @@ def swap_current(index_dir: Path, name: str) -> None:
 
 
 def write_manifest(staging: Path, manifest: dict, written: list[str]) -> None:
-    """Checksum the generation's files into the manifest, then write it (checksummed too)."""
+    """Checksum the generation's files into the manifest, then write it, sealed by the
+    checksum of its own text (its last line)."""
+    manifest.pop("manifest_sha256", None)
     manifest["files"] = {
         n: {"bytes": (staging / n).stat().st_size, "sha256": file_sha256(staging / n)}
         for n in written
     }
-    manifest["manifest_sha256"] = manifest_checksum(manifest)
-    (staging / MANIFEST_FILE).write_text(manifest_text(manifest), encoding="utf-8")
+    text, manifest["manifest_sha256"] = seal_manifest_text(manifest_text(manifest))
+    (staging / MANIFEST_FILE).write_text(text, encoding="utf-8")
 
 
 def manifest_text(manifest: dict) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -111,8 +112,33 @@ def current_generation(index_dir: Path) -> Path | None:
     return Path(index_dir) / name
 
 
+# A manifest's last line records the SHA-256 of its text before that line. Hashing the text
+# as written is cheap, where encoding the parsed manifest again as canonical JSON cost about
+# 0.2 s on every read and every write for the 11,853 documents of a 100k-chunk index.
+_SEAL = re.compile(r',\n "manifest_sha256": "([0-9a-f]{64})"\n\}\n\Z')
+
+
+def seal_manifest_text(text: str) -> tuple[str, str]:
+    """The manifest text (a JSON object ending in a line "}") with its checksum line added,
+    and that checksum."""
+    if not text.endswith("\n}\n") or text[:-3].strip() in ("", "{"):
+        raise ValueError("a manifest text is a JSON object with at least one key, ending '}\\n'")
+    checksum = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return f'{text[:-3]},\n "manifest_sha256": "{checksum}"\n}}\n', checksum
+
+
+def sealed_text_holds(text: str) -> bool:
+    """True when the text ends with the checksum of the text before that line."""
+    match = _SEAL.search(text)
+    if match is None:
+        return False
+    body = text[: match.start()] + "\n}\n"
+    return match.group(1) == hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
 def manifest_checksum(manifest: dict) -> str:
-    """SHA-256 of the manifest's canonical JSON, its own checksum field left out."""
+    """SHA-256 of the manifest's canonical JSON, its own checksum field left out (the checksum
+    of manifests written before the sealed text, still accepted)."""
     body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
     canonical = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
@@ -410,7 +436,8 @@ def read_manifest(folder: Path) -> dict:
     """The generation's manifest, checked against its own checksum."""
     manifest_path = folder / MANIFEST_FILE
     try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        text = manifest_path.read_text(encoding="utf-8")
+        manifest = json.loads(text)
     except FileNotFoundError as exc:
         raise IndexCorrupt(
             f"{manifest_path} is missing; run: python -m rag index --rebuild"
@@ -419,7 +446,8 @@ def read_manifest(folder: Path) -> dict:
         raise IndexCorrupt(
             f"{manifest_path} is not valid JSON ({exc}); run: python -m rag index --rebuild"
         ) from exc
-    check_manifest(manifest, manifest_path)
+    if not (isinstance(manifest, dict) and sealed_text_holds(text)):
+        check_manifest(manifest, manifest_path)
     return manifest
 
 

@@ -334,10 +334,25 @@ def _attachments(source: str, extraction: Extraction, *, limits: ReadLimits) -> 
     return documents
 
 
-def _walk(corpus_dir: Path) -> tuple[list[Path], list[Skipped]]:
-    """Every entry below corpus_dir (symlinked folders listed, not entered), sorted, and the
-    folders that could not be listed."""
+class _Entry(NamedTuple):
+    """One entry of a scan: its path, its source (path below the corpus, "/"-separated), and
+    the folder and name its path joins."""
+
+    path: str
+    source: str
+    folder: str
+    name: str
+
+
+def _walk(corpus_dir: Path) -> tuple[list[_Entry], list[Skipped]]:
+    """Every entry below corpus_dir (symlinked folders listed, not entered), sorted as paths
+    sort (part by part), and the folders that could not be listed.
+
+    Plain strings, not Path objects: building, sorting and relativising 100,000 Paths cost
+    most of a stat-only rescan.
+    """
     unreadable: list[Skipped] = []
+    root = os.fspath(corpus_dir)
 
     def report(error: OSError) -> None:
         where = Path(error.filename or corpus_dir)
@@ -347,76 +362,87 @@ def _walk(corpus_dir: Path) -> tuple[list[Path], list[Skipped]]:
                     "are not indexed (check its permissions)")
         )  # fmt: skip
 
-    paths: list[Path] = []
-    for folder, dirs, files in os.walk(corpus_dir, onerror=report, followlinks=False):
-        base = Path(folder)
+    entries: list[_Entry] = []
+    for folder, dirs, files in os.walk(root, onerror=report, followlinks=False):
+        relative = os.path.relpath(folder, root)
+        prefix = "" if relative == os.curdir else relative.replace(os.sep, "/") + "/"
         dirs[:] = [d for d in dirs if not d.startswith(".")]  # .git, .Trash: not documents
-        paths.extend(base / d for d in dirs)
-        paths.extend(base / f for f in files if not f.startswith("."))
-    return sorted(paths), unreadable
+        entries.extend(_Entry(os.path.join(folder, d), prefix + d, folder, d) for d in dirs)
+        entries.extend(
+            _Entry(os.path.join(folder, f), prefix + f, folder, f)
+            for f in files
+            if not f.startswith(".")
+        )
+    entries.sort(key=lambda entry: entry.source.split("/"))
+    return entries, unreadable
 
 
-def _known_failure(path: Path, source: str, known: dict[str, ParseFailure]) -> ParseFailure | None:
+def name_suffix(name: str) -> str:
+    """The suffix of a file name as pathlib gives it ("a.tar.gz" -> ".gz", "a." -> "")."""
+    dot = name.rfind(".")
+    return name[dot:] if 0 < dot < len(name) - 1 else ""
+
+
+def _known_failure(entry: _Entry, known: dict[str, ParseFailure]) -> ParseFailure | None:
     """The recorded failure of this file when neither its bytes nor its reader changed."""
-    failure = known.get(source)
+    failure = known.get(entry.source)
     if failure is None:
         return None
     try:
-        stat = path.stat()
+        stat = os.stat(entry.path)
     except OSError:
         return None
     same_file = (stat.st_size, stat.st_mtime_ns) == (failure.size, failure.mtime_ns)
-    return failure if same_file and failure.reader == reader_version(path.suffix.lower()) else None
+    suffix = name_suffix(entry.name).lower()
+    return failure if same_file and failure.reader == reader_version(suffix) else None
 
 
 def _check_entry(
-    path: Path,
-    source: str,
+    entry: _Entry,
     root: Path,
     extensions: tuple[str, ...],
-    inside: dict[Path, bool] | None = None,
-) -> str | None:
-    """Why an entry is not a document to read, or None when it is; '' for folders.
+    inside: dict[str, bool] | None = None,
+) -> tuple[str | None, os.stat_result | None]:
+    """Why an entry is not a document to read (None when it is; '' for folders), and the
+    stat of a regular file (lstat and stat agree on one).
 
     inside caches, per folder, whether it resolves into root (one scan's folders): resolving
     every file cost most of a stat-only rescan of 100,000 files.
     """
     try:
-        source.encode("utf-8")
+        entry.source.encode("utf-8")
     except UnicodeEncodeError:
         # Undecodable bytes in a name (surrogate escapes) cannot be written to the UTF-8 index
         # files; they used to abort the whole build.
-        return "file name is not valid UTF-8 (rename it)"
+        return "file name is not valid UTF-8 (rename it)", None
     try:
-        mode = path.lstat().st_mode
+        stat = os.lstat(entry.path)
     except OSError:
-        return "not a regular file"
+        return "not a regular file", None
+    mode = stat.st_mode
     if S_ISLNK(mode):
-        return "symbolic link (not followed)"
+        return "symbolic link (not followed)", None
     if not S_ISREG(mode):
-        return "" if S_ISDIR(mode) else "not a regular file"
+        return ("" if S_ISDIR(mode) else "not a regular file"), None
     cache = {} if inside is None else inside
-    folder_inside = cache.get(path.parent)
+    folder_inside = cache.get(entry.folder)
     if folder_inside is None:
-        folder_inside = cache[path.parent] = path.parent.resolve().is_relative_to(root)
+        folder_inside = cache[entry.folder] = Path(entry.folder).resolve().is_relative_to(root)
     if not folder_inside:
-        return "outside the corpus folder"
-    if path.suffix.lower() not in extensions:
-        legacy = LEGACY.get(path.suffix.lower())
-        return legacy or f"unsupported file type {path.suffix or '(none)'}"
-    return None
+        return "outside the corpus folder", None
+    suffix = name_suffix(entry.name)
+    if suffix.lower() not in extensions:
+        legacy = LEGACY.get(suffix.lower())
+        return legacy or f"unsupported file type {suffix or '(none)'}", None
+    return None, stat
 
 
 def _unchanged(
-    path: Path, recorded: tuple[int, int] | None, *, racy_after: int, limit: int
+    stat: os.stat_result, recorded: tuple[int, int] | None, *, racy_after: int, limit: int
 ) -> bool:
     """True when the file's stat is the recorded one and old enough to trust (not racy)."""
     if recorded is None:
         return False
-    try:
-        stat = path.stat()
-    except OSError:
-        return False  # read_document says why
     size, mtime_ns = recorded
     return (
         (stat.st_size, stat.st_mtime_ns) == (size, mtime_ns)
@@ -470,29 +496,30 @@ def scan_corpus(
     known = known_failures or {}
     files = known_files or {}
     limits = limits or ReadLimits()
-    paths, skipped = _walk(corpus_dir)
+    entries, skipped = _walk(corpus_dir)
     failures: dict[str, ParseFailure] = {}
     outcomes: dict[str, object] = {}
     tasks: list[ParseTask] = []
     unchanged: list[str] = []
-    inside: dict[Path, bool] = {}
-    for path in paths:
-        source = path.relative_to(corpus_dir).as_posix()
-        why = _check_entry(path, source, root, extensions, inside)
+    inside: dict[str, bool] = {}
+    for entry in entries:
+        source = entry.source
+        why, stat = _check_entry(entry, root, extensions, inside)
         if why == "":
             continue
         if why is not None:
             printable = source.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
             outcomes[printable] = Skipped(printable, why)
             continue
-        failure = _known_failure(path, source, known)
-        limit = _size_limit(path.suffix.lower(), max_bytes, limits)
+        failure = _known_failure(entry, known)
+        limit = _size_limit(name_suffix(entry.name).lower(), max_bytes, limits)
         if failure is not None:
             outcomes[source] = Skipped(source, failure.reason)
             failures[source] = failure
-        elif _unchanged(path, files.get(source), racy_after=racy_after, limit=limit):
+        elif _unchanged(stat, files.get(source), racy_after=racy_after, limit=limit):
             unchanged.append(source)
         else:
+            path = Path(entry.path)
             outcomes[source] = path
             tasks.append(ParseTask(path, source, max_bytes))
     if unchanged:

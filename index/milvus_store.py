@@ -558,7 +558,12 @@ def _count(client: Any, collection: str) -> int:
 
 
 def _row_count(client: Any, collection: str) -> int:
-    """The collection statistics' row count: on Lite its storage's exact count, no load."""
+    """Exact live rows of a Lite collection without loading it: count(*) when it is loaded
+    (milliseconds), else the statistics' row count, its storage's exact count (about 0.15 s
+    at 100k chunks, measured on a served collection)."""
+    state = client.get_load_state(collection, timeout=REQUEST_TIMEOUT_S)
+    if str(state.get("state")) == "Loaded":
+        return _count(client, collection)
     stats = client.get_collection_stats(collection, timeout=REQUEST_TIMEOUT_S)
     return int(stats["row_count"])
 
@@ -944,6 +949,11 @@ class MilvusWriter:
         self.dimension = dimension
         self._lite = lite
         self._closed = False
+        # Sources whose chunks this writer deleted and has not written since: their new
+        # chunks cannot be in the collection, so they are inserted, not upserted. An upsert
+        # looks up every id first: 12 rows took 120-130 ms on a 21k-row Lite collection and
+        # 360-490 ms on 100k, against 7-10 ms to insert them.
+        self._emptied: set[str] = set()
 
     @classmethod
     def create(
@@ -1017,6 +1027,7 @@ class MilvusWriter:
                 self._call(delete, self.collection, ids=list(batch), timeout=REQUEST_TIMEOUT_S)
         if wanted:
             _note_write(self._key, self.collection)
+        self._emptied.update(wanted)
 
     def upsert(
         self,
@@ -1040,11 +1051,14 @@ class MilvusWriter:
         last = {chunk.id: row for row, chunk in enumerate(chunks)}
         for chunk in chunks:
             _check_row(chunk)
+        sources = {chunks[i].source for i in last.values()}
+        write = self._client.insert if sources <= self._emptied else self._client.upsert
         # Rows are built one request at a time: as Python lists, 1M rows' vectors alone took
         # over 9 GB (a 1M-chunk build ran out of memory on 24 GB).
         for batch in _batches(list(last.values()), UPSERT_BATCH):
             rows = [_row(chunks[i], vectors[i]) for i in batch]
-            self._call(self._client.upsert, self.collection, rows, timeout=REQUEST_TIMEOUT_S)
+            self._call(write, self.collection, rows, timeout=REQUEST_TIMEOUT_S)
+        self._emptied -= sources
         _note_write(self._key, self.collection)
 
     def _call(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -28,6 +28,7 @@ from index.loaders import (
     RawDocument,
     ScanResult,
     Skipped,
+    name_suffix,
     reader_version,
     scan_corpus,
 )
@@ -106,13 +107,17 @@ def known_files(previous: CorpusIndex | None) -> dict[str, tuple[int, int]]:
         return {}
     documents = previous.manifest["documents"]
     known = {}
+    versions: dict[str, str] = {}  # per suffix: a reader's version is asked once per scan
     for source, info in documents.items():
         parts = source.split("/")
         inside = any("/".join(parts[:n]) in documents for n in range(1, len(parts)))
         size, mtime = info.get("size"), info.get("mtime_ns")
         if inside or not isinstance(size, int) or size < 0 or not mtime:
             continue
-        if info.get("reader") == reader_version(Path(source).suffix.lower()):
+        suffix = name_suffix(parts[-1]).lower()
+        if suffix not in versions:
+            versions[suffix] = reader_version(suffix)
+        if info.get("reader") == versions[suffix]:
             known[source] = (size, int(mtime))
     return known
 

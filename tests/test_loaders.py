@@ -76,3 +76,28 @@ def test_missing_corpus_folder(tmp_path):
 
     with pytest.raises(ValueError, match="corpus folder not found"):
         scan(tmp_path / "nope")
+
+
+def test_scan_lists_entries_in_path_order_as_strings(tmp_path):
+    """The string walk sorts as pathlib sorts (part by part: "a/b" before "a-c")."""
+    from pathlib import Path
+
+    from index.loaders import _walk
+
+    for name in ("a/b.txt", "a-c.txt", "a b.txt", "a.txt", "A/z.md", "a/b/c.txt", "ä.txt"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x", encoding="utf-8")
+    entries, unreadable = _walk(tmp_path)
+    expected = sorted(p for p in tmp_path.rglob("*"))
+    assert [Path(e.path) for e in entries] == expected and not unreadable
+    assert [e.source for e in entries] == [p.relative_to(tmp_path).as_posix() for p in expected]
+    assert all(os.path.join(e.folder, e.name) == e.path for e in entries)
+
+
+def test_name_suffix_is_pathlibs():
+    from pathlib import Path
+
+    from index.loaders import name_suffix
+
+    for name in ("a.txt", "a.tar.gz", "a.", "a", ".txt", "a..b", "x.PDF", "é.Docx", "a.b."):
+        assert name_suffix(name) == Path(name).suffix, name

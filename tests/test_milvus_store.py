@@ -255,6 +255,40 @@ def test_upsert_is_idempotent(uri, tmp_path):
         store.close()
 
 
+def test_rewritten_documents_are_inserted_once_and_others_upserted(uri, tmp_path, monkeypatch):
+    """A document's chunks go in by insert after this writer deleted the document (no id
+    lookup), by upsert otherwise; either way each id is stored once."""
+    chunks, vectors = corpus()
+    build(uri, chunks, vectors, tmp_path)
+    writer = MilvusWriter.create(uri=uri, collection=COLLECTION, dimension=DIM, expected_chunks=0)
+    calls: list[tuple[str, int]] = []
+    for name in ("insert", "upsert"):
+        real = getattr(writer._client, name)
+
+        def spy(collection, rows, *, _real=real, _name=name, **kwargs):
+            calls.append((_name, len(rows)))
+            return _real(collection, rows, **kwargs)
+
+        monkeypatch.setattr(writer._client, name, spy)
+    run = [i for i, c in enumerate(chunks) if c.source == "run.txt"]
+    cats = [i for i, c in enumerate(chunks) if c.source == "cats.txt"]
+    writer.delete_documents(["run.txt"])
+    writer.upsert([chunks[i] for i in run], vectors[run])  # deleted above: insert
+    writer.upsert([chunks[i] for i in run], vectors[run])  # written since: upsert
+    writer.upsert([chunks[i] for i in run + cats], vectors[run + cats])  # cats kept: upsert
+    manifest = writer.finish(tmp_path).manifest
+    assert calls == [("insert", 2), ("upsert", 2), ("upsert", 4)]
+    assert manifest["chunks"] == len(chunks)
+    store = MilvusStore.open(uri=uri, collection=COLLECTION)
+    try:
+        assert store.size == len(chunks)
+        assert sorted(store.ids_of(["run.txt", "cats.txt"]).tolist()) == sorted(
+            chunks[i].id for i in run + cats
+        )
+    finally:
+        store.close()
+
+
 def test_delete_documents_removes_exactly_those(uri, tmp_path):
     chunks, vectors = corpus()
     build(uri, chunks, vectors, tmp_path)

@@ -179,6 +179,66 @@ def test_manifest_text_is_the_same_json_one_line_per_document(manifest):
     assert text.count("\n") >= len(manifest) + len(manifest.get("documents", {}))
 
 
+MANIFEST = {"format_version": 3, "documents": {"a.txt": {"title": "Água", "chunks": 2}}}
+
+
+def _edit_title(text: str) -> str:
+    return text.replace("Água", "Agua")
+
+
+def _edit_seal(text: str) -> str:
+    seal = json.loads(text)["manifest_sha256"]
+    return text.replace(seal, seal[::-1])
+
+
+def _canonical(_: str) -> str:
+    """A manifest as written before the sealed text: canonical checksum, any layout."""
+    from index.corpus_index import manifest_checksum
+
+    old = dict(MANIFEST)
+    old["manifest_sha256"] = manifest_checksum(old)
+    return json.dumps(old, indent=2)
+
+
+@pytest.mark.parametrize(
+    ("change", "accepted"),
+    [
+        (lambda text: text, True),
+        (_canonical, True),
+        (_edit_title, False),
+        (_edit_seal, False),
+        (lambda text: text.replace('\n "manifest_sha256"', ' "manifest_sha256"'), False),
+        (lambda text: json.dumps(json.loads(text), indent=2), False),
+    ],
+    ids=["as written", "old canonical", "title edited", "seal edited", "seal moved", "re-dumped"],
+)
+def test_sealed_manifest_detects_any_edit(tmp_path, change, accepted):
+    from index.build import write_manifest
+    from index.corpus_index import IndexCorrupt, read_manifest
+
+    written = dict(MANIFEST)
+    write_manifest(tmp_path, written, [])
+    path = tmp_path / "manifest.json"
+    path.write_text(change(path.read_text(encoding="utf-8")), encoding="utf-8")
+    if accepted:
+        read = read_manifest(tmp_path)
+        assert {k: v for k, v in read.items() if k not in ("manifest_sha256", "files")} == MANIFEST
+    else:
+        with pytest.raises(IndexCorrupt, match="checksum"):
+            read_manifest(tmp_path)
+
+
+def test_sealing_needs_a_manifest_object_with_keys():
+    from index.corpus_index import seal_manifest_text, sealed_text_holds
+
+    for bad in ("{\n\n}\n", "[1]\n", ""):
+        with pytest.raises(ValueError, match="at least one key"):
+            seal_manifest_text(bad)
+    text, checksum = seal_manifest_text('{\n "a": 1\n}\n')
+    assert json.loads(text) == {"a": 1, "manifest_sha256": checksum}
+    assert sealed_text_holds(text) and not sealed_text_holds(text.replace("1", "2"))
+
+
 def _zipf_corpus(rows: int, seed: int) -> list[list[str]]:
     """Token lists over a Zipf-like vocabulary: a few common terms, many rare ones."""
     rng = np.random.default_rng(seed)
