@@ -17,11 +17,14 @@ reader may be opening it), and only older ones are deleted.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import logging
 import os
 import shutil
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -439,11 +442,12 @@ def update_index(
     if not Path(config.corpus_dir).is_dir():
         raise ValueError(f"corpus folder not found: {config.corpus_dir}")
     report = UpdateReport()
-    with folder_lock(Path(config.index_dir)):
+    with folder_lock(Path(config.index_dir)), frozen_heap() as freeze:
         timer = StageTimer(report.stage_seconds)
         previous, reason = load_previous(
             config, rebuild=rebuild, report=report, full_check=full_check
         )
+        freeze()
         timer.lap("prepare")
         pending = read_pending(config, live_name(previous))
         plan = plan_update(
@@ -478,6 +482,22 @@ def update_index(
     logger.info("index updated: %s", report.summary())
     logger.debug("stages: %s", ", ".join(f"{k} {v:.2f}s" for k, v in report.stage_seconds.items()))
     return report
+
+
+@contextlib.contextmanager
+def frozen_heap() -> Iterator[Callable[[], None]]:
+    """A freeze to call once the live index is loaded; whatever was frozen thaws on exit.
+
+    gc.freeze puts every object so far out of the cycle collector's reach: the live index's
+    manifest and tables (millions of objects at 1M chunks) outlive the update, and the full
+    collections that walked them took 1.5-1.8 s of a one-document update at 1M chunks
+    (measured with gc.callbacks; 0.5-0.8 s with this and the manifest parsed with the
+    collector paused).
+    """
+    try:
+        yield gc.freeze
+    finally:
+        gc.unfreeze()
 
 
 def load_store(previous: CorpusIndex | None, plan: UpdatePlan) -> None:

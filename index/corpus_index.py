@@ -13,6 +13,7 @@ A milvus index keeps its chunks in a Milvus collection instead of segments/.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import logging
@@ -432,12 +433,25 @@ def verify_store_files(config: IndexConfig, manifest: dict, *, quick: bool = Fal
             raise IndexCorrupt(f"{problem}; run: python -m rag index --rebuild")
 
 
+def parse_json_without_collecting(text: str) -> object:
+    """json.loads with the cycle collector paused: parsed JSON holds no cycles, and the
+    million containers of a 1M-chunk index's manifest set off full collections while it is
+    parsed (part of the 1.5-1.8 s of collections measured in a one-document update)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return json.loads(text)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def read_manifest(folder: Path) -> dict:
     """The generation's manifest, checked against its own checksum."""
     manifest_path = folder / MANIFEST_FILE
     try:
         text = manifest_path.read_text(encoding="utf-8")
-        manifest = json.loads(text)
+        manifest = parse_json_without_collecting(text)
     except FileNotFoundError as exc:
         raise IndexCorrupt(
             f"{manifest_path} is missing; run: python -m rag index --rebuild"

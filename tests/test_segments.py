@@ -319,3 +319,35 @@ def test_term_stats_merge_and_json_round_trip():
         a.copy().merge(both, sign=-1)
     with pytest.raises(ValueError, match="analyzer"):
         TermStats.from_json({**both.to_json(), "analyzer": "other"})
+
+
+def test_frozen_heap_thaws_on_exit_even_after_an_error():
+    import gc
+
+    from index.build import frozen_heap
+
+    with frozen_heap() as freeze:
+        freeze()
+        assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0
+    with pytest.raises(RuntimeError), frozen_heap() as freeze:
+        freeze()
+        raise RuntimeError("a failed update")
+    assert gc.get_freeze_count() == 0
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_manifest_parsing_leaves_the_collector_as_it_was(enabled):
+    import gc
+
+    from index.corpus_index import parse_json_without_collecting
+
+    was = gc.isenabled()
+    (gc.enable if enabled else gc.disable)()
+    try:
+        assert parse_json_without_collecting('{"a": [1, {"b": null}]}') == {"a": [1, {"b": None}]}
+        with pytest.raises(json.JSONDecodeError):
+            parse_json_without_collecting("{")
+        assert gc.isenabled() is enabled
+    finally:
+        (gc.enable if was else gc.disable)()
