@@ -343,6 +343,11 @@ class _Entry(NamedTuple):
     folder: str
     name: str
 
+    @property
+    def suffix(self) -> str:
+        """The name's suffix as pathlib gives it, case kept."""
+        return name_suffix(self.name)
+
 
 def _walk(corpus_dir: Path) -> tuple[list[_Entry], list[Skipped]]:
     """Every entry below corpus_dir (symlinked folders listed, not entered), sorted as paths
@@ -393,8 +398,7 @@ def _known_failure(entry: _Entry, known: dict[str, ParseFailure]) -> ParseFailur
     except OSError:
         return None
     same_file = (stat.st_size, stat.st_mtime_ns) == (failure.size, failure.mtime_ns)
-    suffix = name_suffix(entry.name).lower()
-    return failure if same_file and failure.reader == reader_version(suffix) else None
+    return failure if same_file and failure.reader == reader_version(entry.suffix.lower()) else None
 
 
 def _check_entry(
@@ -430,7 +434,7 @@ def _check_entry(
         folder_inside = cache[entry.folder] = Path(entry.folder).resolve().is_relative_to(root)
     if not folder_inside:
         return "outside the corpus folder", None
-    suffix = name_suffix(entry.name)
+    suffix = entry.suffix
     if suffix.lower() not in extensions:
         legacy = LEGACY.get(suffix.lower())
         return legacy or f"unsupported file type {suffix or '(none)'}", None
@@ -512,7 +516,7 @@ def scan_corpus(
             outcomes[printable] = Skipped(printable, why)
             continue
         failure = _known_failure(entry, known)
-        limit = _size_limit(name_suffix(entry.name).lower(), max_bytes, limits)
+        limit = _size_limit(entry.suffix.lower(), max_bytes, limits)
         if failure is not None:
             outcomes[source] = Skipped(source, failure.reason)
             failures[source] = failure
