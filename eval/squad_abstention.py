@@ -199,8 +199,9 @@ def run_abstention(
         "min_unsure_evidence": config.min_unsure_evidence,
         "min_evidence": config.min_evidence,
         "reader_passages": config.reader_passages,
-        "reader_stop_margin": config.reader_stop_margin,
+        "reader_max_margin": config.reader_max_margin,
         "reader_dense_weight": config.reader_dense_weight,
+        "reader_bm25_weight": config.reader_bm25_weight,
         "seconds": round(time.perf_counter() - started, 1),
     }
     return cases, summarize(cases), settings

@@ -49,6 +49,7 @@ from rag.reading import (
     best_reading,
     lead_with_span,
     read_passages,
+    retrieval_priors,
     short_answer_for,
     span_sentence,
 )
@@ -412,10 +413,15 @@ class Pipeline:
         """The reader's spans in the best passages (none without a reader)."""
         if self.reader is None or not passages:
             return []
+        chosen = passages[: self.config.reader_passages]
+        priors = retrieval_priors(
+            chosen,
+            dense_weight=self.config.reader_dense_weight,
+            bm25_weight=self.config.reader_bm25_weight,
+        )
         return read_passages(
-            self.reader, query, passages[: self.config.reader_passages],
-            stop_at=self.config.reader_stop_margin,
-        )  # fmt: skip
+            self.reader, query, chosen, priors=priors, max_margin=self.config.reader_max_margin
+        )
 
     def _check_llm_support(
         self,
@@ -460,7 +466,7 @@ class Pipeline:
             max_sentences=self.config.answer_sentences,
             stuffing_limit=self.config.stuffing_limit,
         )
-        best = best_reading(readings, dense_weight=self.config.reader_dense_weight)
+        best = best_reading(readings)
         lead = (
             span_sentence(best) if best and best.margin >= self.config.min_answerability else None
         )
@@ -552,7 +558,6 @@ class Pipeline:
             short = short_answer_for(
                 query, readings, citations,
                 min_margin=self.config.min_answerability, within_highlights=mode == "extractive",
-                dense_weight=self.config.reader_dense_weight,
                 min_how_margin=self.config.min_how_margin,
             )  # fmt: skip
         t2 = time.perf_counter()

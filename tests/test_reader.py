@@ -17,10 +17,13 @@ from rag.reading import (
     PassageReading,
     answerability,
     answers,
+    best_reading,
     citation_holding,
     lead_with_span,
+    read_passages,
     restatable_terms,
     restates_question,
+    retrieval_priors,
     short_answer_for,
     span_sentence,
 )
@@ -226,6 +229,66 @@ def test_answerability_is_the_best_margin():
 def test_answers_combines_the_margin_with_the_evidence(margin, dense, coverage, expected):
     config = Config(min_answerability=-7.0, unsure_margin=-4.0, min_unsure_evidence=0.6)
     assert answers(margin, Evidence(dense, coverage), config=config) is expected
+
+
+def _scored_hit(text: str, *, dense: float, bm25: float, chunk_id: int) -> Hit:
+    hit = _hit(text, chunk_id=chunk_id, start=0)
+    return Hit(hit.chunk, chunk_id + 1, 1.0, dense, bm25, 1, 1)
+
+
+@pytest.mark.parametrize(
+    ("scores", "expected"),
+    [
+        # 20 x cosine + 8 x BM25 over the best BM25 among the passages.
+        ([(0.5, 10.0), (0.4, 5.0)], [18.0, 12.0]),
+        # The BM25 scale does not matter (bm25s and Milvus score differently).
+        ([(0.5, 1.0), (0.4, 0.5)], [18.0, 12.0]),
+        # A dense-only hit (no BM25 score) and a list without any BM25 score.
+        ([(0.5, 2.0), (0.6, 0.0)], [18.0, 12.0]),
+        ([(0.5, 0.0), (0.25, 0.0)], [10.0, 5.0]),
+    ],
+)
+def test_retrieval_priors(scores, expected):
+    hits = [_scored_hit("x", dense=d, bm25=b, chunk_id=i) for i, (d, b) in enumerate(scores)]
+    priors = retrieval_priors(hits, dense_weight=20.0, bm25_weight=8.0)
+    assert priors == pytest.approx(expected)
+
+
+class _FixedReader:
+    """A reader whose margin for a passage is given by its text ("m=5.0 ..."), recording reads."""
+
+    def __init__(self) -> None:
+        self.read: list[str] = []
+
+    def read_one(self, question, text, *, sentences=(), kind=None) -> Reading:
+        self.read.append(text)
+        margin = float(text.split()[0][2:])
+        return Reading(len(text) - 4, len(text), text[-4:], margin, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("margins", "priors", "max_margin", "read"),
+    [
+        # The first span scores 10 + 10 = 20: a passage with prior 11 would need margin 9.
+        ([10.0, 3.0, 3.0], [10.0, 11.0, 13.0], 8.0, [0, 2]),
+        ([10.0, 3.0, 3.0], [10.0, 11.0, 13.0], 10.0, [0, 1, 2]),
+        # Priors all zero: max_margin acts as a stop at that margin.
+        ([9.0, 1.0], [0.0, 0.0], 8.0, [0]),
+        ([7.0, 1.0], [0.0, 0.0], 8.0, [0, 1]),
+    ],
+)
+def test_read_passages_skips_what_cannot_win(margins, priors, max_margin, read):
+    hits = [_hit(f"m={m} pass word{i}", chunk_id=i) for i, m in enumerate(margins)]
+    reader = _FixedReader()
+    readings = read_passages(reader, "What word?", hits, priors=priors, max_margin=max_margin)
+    assert [r.hit.chunk.id for r in readings] == read
+    assert len(reader.read) == len(read)
+    # The chosen span is the best margin plus prior among the passages read.
+    best = best_reading(readings)
+    assert best is not None
+    assert best.margin + best.prior == max(r.margin + r.prior for r in readings)
+    with pytest.raises(ValueError, match="priors"):
+        read_passages(reader, "What word?", hits, priors=[0.0])
 
 
 def test_unsure_margin_must_lie_above_min_answerability():
