@@ -283,12 +283,27 @@ def test_read_passages_skips_what_cannot_win(margins, priors, max_margin, read):
     readings = read_passages(reader, "What word?", hits, priors=priors, max_margin=max_margin)
     assert [r.hit.chunk.id for r in readings] == read
     assert len(reader.read) == len(read)
-    # The chosen span is the best margin plus prior among the passages read.
-    best = best_reading(readings)
-    assert best is not None
-    assert best.margin + best.prior == max(r.margin + r.prior for r in readings)
     with pytest.raises(ValueError, match="priors"):
         read_passages(reader, "What word?", hits, priors=[0.0])
+
+
+@pytest.mark.parametrize(
+    ("margins", "priors", "chosen"),
+    [
+        ([5.0, 3.0], [0.0, 0.0], 0),  # no prior: the margin decides
+        ([5.0, 3.0], [10.0, 13.0], 1),  # a better-matching passage outweighs 2 of margin
+        ([5.0, 3.0], [10.0, 11.0], 0),
+    ],
+)
+def test_best_reading_adds_the_prior_to_the_margin(margins, priors, chosen):
+    hits = [_hit(f"m={m} pass word{i}", chunk_id=i) for i, m in enumerate(margins)]
+    readings = [
+        PassageReading(h, Reading(0, 1, "m", m, 0.0), p)
+        for h, m, p in zip(hits, margins, priors, strict=True)
+    ]
+    best = best_reading(readings)
+    assert best is not None and best.hit.chunk.id == chosen
+    assert best_reading([]) is None
 
 
 def test_unsure_margin_must_lie_above_min_answerability():
